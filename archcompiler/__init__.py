@@ -1,0 +1,43 @@
+"""archcompiler: neural-network architectures written as data, compiled to runnable models.
+
+    spec = archcompiler.load_spec("inception_v4")      # or a path to a YAML spec
+    spec.analysis.layers, spec.analysis.params          # 76, 42679816
+    model = archcompiler.build(spec, backend="torch")   # needs the 'torch' extra
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .errors import Diagnostic, Location, SpecError, UsageError
+from .spec.loader import Spec, load_spec_file
+
+__all__ = ["load_spec", "build", "Spec", "SpecError", "Diagnostic", "Location", "UsageError"]
+__version__ = "0.1.0"
+
+
+def load_spec(path, *, root: Optional[str] = None, input_size: Optional[tuple] = None) -> Spec:
+    """Load, resolve and validate a spec file (or a shipped spec by name).
+
+    Returns the resolved `Spec`, with its analysis (shapes, layer count, parameters, MACs)
+    at `spec.analysis`. Raises `SpecError` carrying every diagnostic."""
+    from .analysis import analyze
+
+    spec = path if isinstance(path, Spec) else load_spec_file(path, root=root)
+    spec.analysis = analyze(spec, input_size)
+    return spec
+
+
+def build(spec_or_path, backend: str = "torch", **options):
+    """Compile a spec into a runnable model: `backend="torch"` gives an nn.Module,
+    `backend="onnx"` an onnx.ModelProto. See the backend's `build` for options."""
+    spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path)
+    if backend == "torch":
+        from .backends.torch import build as build_torch
+
+        return build_torch(spec, **options)
+    if backend == "onnx":
+        from .backends.onnx import build as build_onnx
+
+        return build_onnx(spec, **options)
+    raise UsageError(f"unknown backend {backend!r} (choose torch or onnx)")

@@ -1,0 +1,141 @@
+"""Everything `archc validate` reports about a spec: shapes, layers, params, MACs, checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .errors import Diagnostic, SpecError
+from .ir.graph import Graph
+from .ir.lower import LowerOptions, check_unused_params, lower
+from .ir.ops import fmt_shape
+from .passes.checks import expectation_problems, min_input_size
+from .passes.layers import layer_depths
+from .passes.params import node_macs, node_params, params_upper_bound
+from .passes.shapes import infer_shapes
+from .spec.loader import Spec
+
+MAX_PARAMS = 2_000_000_000  # a documented limit, checked before any shape or tensor exists
+MAX_INPUT_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class StageReport:
+    name: str
+    kind: str  # trunk | head | aux
+    shape: tuple
+    layers: int
+    params: int
+    macs: int
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "shape": list(self.shape),
+                "layers": self.layers, "params": self.params, "macs": self.macs}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    spec: Spec
+    graph: Graph
+    input_shape: tuple
+    shapes: dict
+    depths: dict
+    node_params: dict
+    node_macs: dict
+    stages: tuple
+    min_input: Optional[int]
+    diagnostics: tuple = field(default=())
+
+    @property
+    def layers(self) -> int:
+        return self.depths[self.graph.outputs[0]]
+
+    @property
+    def params(self) -> int:
+        return sum(self.node_params.values())
+
+    @property
+    def macs(self) -> int:
+        return sum(self.node_macs.values())
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.shapes[self.graph.outputs[0]]
+
+    def to_json(self) -> dict:
+        return {
+            "spec": self.spec.path,
+            "name": self.spec.name,
+            "valid": True,
+            "input": list(self.input_shape),
+            "output": list(self.output_shape),
+            "layers": self.layers,
+            "params": self.params,
+            "macs": self.macs,
+            "min_input": [self.input_shape[0], self.min_input, self.min_input],
+            "stages": [s.to_json() for s in self.stages],
+            "diagnostics": [d.to_json() for d in self.diagnostics],
+        }
+
+
+def analyze(spec: Spec, input_size: Optional[tuple] = None,
+            options: LowerOptions = LowerOptions()) -> Analysis:
+    """Lower, infer shapes, count, and check. Raises SpecError listing every problem."""
+    graph = lower(spec, options)
+    diags: list[Diagnostic] = list(check_unused_params(spec))
+    bound = params_upper_bound(graph, 0)
+    if bound > MAX_PARAMS:
+        raise SpecError(diags + [spec.diag(spec.expect_loc or spec.input_loc,
+                                           f"the network would have about {bound:,} parameters, over "
+                                           f"the limit of {MAX_PARAMS:,}")])
+    input_shape = tuple(spec.input_shape)
+    if input_size is not None:
+        input_shape = (input_shape[0], *input_size)
+    if max(input_shape[1:]) > MAX_INPUT_SIZE:
+        raise SpecError(spec.diag(spec.input_loc, f"input {fmt_shape(input_shape)} is larger than "
+                                                  f"the limit {MAX_INPUT_SIZE}"))
+    shapes, problems = infer_shapes(graph, input_shape)
+    min_in = min_input_size(graph)
+    for p in problems:
+        msg = f"stage {p.node.stage}: {p.message}" if p.node.stage else p.message
+        if "too small" in msg and min_in is not None:
+            msg += f" (input {fmt_shape(input_shape)}; the smallest input this network accepts is " \
+                   f"{min_in}x{min_in})"
+        diags.append(spec.diag(p.node.loc, msg))
+    if any(d.severity == "error" for d in diags):
+        raise SpecError(diags)
+
+    depths = layer_depths(graph)
+    nparams = node_params(graph, shapes)
+    nmacs = node_macs(graph, shapes)
+    reports = []
+    prev_depth = 0
+    stage_depth = {}
+    for st in graph.stages:
+        base = prev_depth
+        if st.kind == "aux":
+            aux = next(a for a in spec.aux if a.name == st.name)
+            base = stage_depth.get(aux.after, 0)
+        nodes = [n for n in graph.nodes if n.stage == st.name]
+        reports.append(StageReport(
+            st.name, st.kind, tuple(shapes[st.output]), depths[st.output] - base,
+            sum(nparams[n.name] for n in nodes), sum(nmacs[n.name] for n in nodes)))
+        stage_depth[st.name] = depths[st.output]
+        if st.kind != "aux":
+            prev_depth = depths[st.output]
+    for st, msg in expectation_problems(graph, shapes):
+        diags.append(spec.diag(st.expect_loc or st.loc, msg))
+    analysis = Analysis(spec, graph, input_shape, shapes, depths, nparams, nmacs, tuple(reports),
+                        min_in)
+    exp = spec.expect
+    checks = (("layers", exp.layers, analysis.layers), ("params", exp.params, analysis.params),
+              ("macs", exp.macs, analysis.macs), ("min_input", exp.min_input, min_in))
+    for what, want, got in checks:
+        if want is not None and input_size is None and want != got:
+            loc = exp.key_loc(what) or spec.expect_loc
+            diags.append(spec.diag(loc, f"expect.{what}: expected {want:,}, got {got:,}"
+                         if isinstance(got, int) else f"expect.{what}: expected {want}, got {got}"))
+    if any(d.severity == "error" for d in diags):
+        raise SpecError(diags)
+    return Analysis(spec, graph, input_shape, shapes, depths, nparams, nmacs, tuple(reports),
+                    min_in, tuple(diags))

@@ -1,0 +1,98 @@
+"""The graph IR: immutable, ordered nodes; networkx for graph algorithms.
+
+A node's `name` is its stable, readable identity (`inception_a.0.branch2.1.conv`); it is
+the prefix of its parameters' names (`...conv.weight`), the torch module path, and the
+ONNX node name. Weights, when a pass needs them, travel beside the graph as a mapping
+from parameter name to numpy array (see `archcompiler.weights`), never inside nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Mapping
+
+import networkx as nx
+
+from ..errors import Location
+
+
+def frozen_attrs(attrs: Mapping) -> Mapping:
+    return MappingProxyType(dict(attrs))
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    op: str  # key in archcompiler.ir.ops.OPS
+    inputs: tuple[str, ...]
+    attrs: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    loc: Location | None = None  # the spec line this node came from
+    stage: str = ""  # the network stage (or head / aux head) it belongs to
+
+    def with_(self, **changes) -> "Node":
+        if "attrs" in changes:
+            changes["attrs"] = frozen_attrs(changes["attrs"])
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A top-level stage of the network, for reports and expectations."""
+
+    name: str
+    output: str  # node name of the stage's output
+    loc: Location | None = None
+    expect: tuple[int, ...] | None = None
+    expect_loc: Location | None = None
+    kind: str = "trunk"  # "trunk" | "head" | "aux"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An ordered (topologically sorted) tuple of nodes with one input tensor.
+
+    `outputs` names the main output first, then any auxiliary (training-only) outputs.
+    """
+
+    name: str
+    nodes: tuple[Node, ...]
+    input_name: str
+    input_shape: tuple[int, ...]  # C, H, W
+    outputs: tuple[str, ...]
+    stages: tuple[Stage, ...] = ()
+    aux_outputs: tuple[str, ...] = ()  # outputs that exist in training only
+
+    def __post_init__(self):
+        seen = {self.input_name}
+        for n in self.nodes:
+            for i in n.inputs:
+                if i not in seen:
+                    raise ValueError(f"node {n.name} reads {i} before it is defined")
+            if n.name in seen:
+                raise ValueError(f"duplicate node name {n.name}")
+            seen.add(n.name)
+
+    @property
+    def by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    def to_networkx(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        g.add_node(self.input_name, op="input")
+        for n in self.nodes:
+            g.add_node(n.name, op=n.op)
+            for i in n.inputs:
+                g.add_edge(i, n.name)
+        return g
+
+    def consumers(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {self.input_name: []}
+        for n in self.nodes:
+            out.setdefault(n.name, [])
+            for i in n.inputs:
+                out.setdefault(i, []).append(n.name)
+        return out
+
+    def replace_nodes(self, nodes) -> "Graph":
+        return replace(self, nodes=tuple(nodes))

@@ -1,0 +1,25 @@
+"""The paper's layer count.
+
+Rule (one rule for every model, not tuned per model): the count is the number of layers
+on the deepest path from the input to the main output, where every convolution and fully
+connected layer counts 1, every spatial (non-global) pooling counts 1, and concat,
+residual add and scale, batch norm, activation, dropout and global pooling count 0. The
+per-op weights live in the op registry (`OpDef.layers`).
+"""
+
+from __future__ import annotations
+
+from ..ir.graph import Graph
+from ..ir.ops import OPS
+
+
+def layer_depths(graph: Graph) -> dict[str, int]:
+    """Deepest-path layer count from the input to every node (nodes are in topological order)."""
+    depth = {graph.input_name: 0}
+    for node in graph.nodes:
+        depth[node.name] = max(depth[i] for i in node.inputs) + OPS[node.op].layers
+    return depth
+
+
+def count_layers(graph: Graph) -> int:
+    return layer_depths(graph)[graph.outputs[0]] if graph.outputs else 0

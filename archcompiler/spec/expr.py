@@ -1,0 +1,188 @@
+"""Parameter expressions: `$k`, `$(2*k)`, `$(k + l // 2)`.
+
+A tiny recursive-descent parser over integers/floats, names and + - * / // %, with
+parentheses. Nothing is ever passed to Python's eval: the AST below is evaluated by
+`Expr.evaluate` and rendered to source by `Expr.render` (used by the code generator).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_EXPR_CHARS = 200
+MAX_MAGNITUDE = 10**12  # any intermediate value beyond this is refused
+
+_TOKEN = re.compile(r"\s*(?:(\d+\.\d*|\.\d+|\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*/%()]))")
+
+
+class ExprError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A parsed parameter expression (immutable AST node)."""
+
+    kind: str  # "num" | "name" | "neg" | binary operator
+    value: object = None
+    left: "Expr | None" = None
+    right: "Expr | None" = None
+    text: str = ""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        from pydantic_core import core_schema
+
+        return core_schema.is_instance_schema(cls)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema, handler):
+        return {"type": "string", "pattern": r"^\$", "description": "$name or $(expression)"}
+
+    def names(self) -> set[str]:
+        if self.kind == "name":
+            return {self.value}
+        out: set[str] = set()
+        for child in (self.left, self.right):
+            if child is not None:
+                out |= child.names()
+        return out
+
+    def evaluate(self, env: dict):
+        if self.kind == "num":
+            return self.value
+        if self.kind == "name":
+            if self.value not in env:
+                raise ExprError(f"unknown parameter {self.value!r}")
+            return env[self.value]
+        if self.kind == "neg":
+            return _check(-_number(self.left.evaluate(env)))
+        a = _number(self.left.evaluate(env))
+        b = _number(self.right.evaluate(env))
+        if self.kind in ("/", "//", "%") and b == 0:
+            raise ExprError(f"division by zero in {self.text!r}")
+        if self.kind == "+":
+            r = a + b
+        elif self.kind == "-":
+            r = a - b
+        elif self.kind == "*":
+            r = a * b
+        elif self.kind == "/":
+            r = a / b
+        elif self.kind == "//":
+            r = a // b
+        else:
+            r = a % b
+        return _check(r)
+
+    def render(self, rename=lambda n: n) -> str:
+        """Python source for this expression (names mapped through `rename`)."""
+        if self.kind == "num":
+            return repr(self.value)
+        if self.kind == "name":
+            return rename(self.value)
+        if self.kind == "neg":
+            return f"(-{self.left.render(rename)})"
+        return f"({self.left.render(rename)} {self.kind} {self.right.render(rename)})"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _number(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ExprError(f"arithmetic on a non-number ({v!r})")
+    return v
+
+
+def _check(v):
+    if abs(v) > MAX_MAGNITUDE:
+        raise ExprError(f"value {v} is out of range (|x| <= {MAX_MAGNITUDE})")
+    return v
+
+
+def parse_expr(text: str) -> Expr:
+    """Parse `$name` or `$(expression)`."""
+    if len(text) > MAX_EXPR_CHARS:
+        raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    if not text.startswith("$"):
+        raise ExprError(f"expected a $parameter or $(expression), got {text!r}")
+    body = text[1:]
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", body):
+        return Expr("name", body, text=text)
+    if not (body.startswith("(") and body.endswith(")")):
+        raise ExprError(
+            f"{text!r}: write $name for a parameter, or $( ... ) around arithmetic, e.g. $(2*k)"
+        )
+    tokens = _tokenize(body, text)
+    parser = _Parser(tokens, text)
+    expr = parser.expression(0)
+    if parser.pos != len(tokens):
+        raise ExprError(f"{text!r}: unexpected {tokens[parser.pos][1]!r}")
+    return expr
+
+
+def _tokenize(body: str, text: str) -> list[tuple[str, object]]:
+    tokens, pos = [], 0
+    while pos < len(body):
+        if body[pos:].strip() == "":
+            break
+        m = _TOKEN.match(body, pos)
+        if not m:
+            raise ExprError(f"{text!r}: unexpected character {body[pos:].lstrip()[0]!r}")
+        num, name, op = m.groups()
+        if num is not None:
+            tokens.append(("num", float(num) if "." in num else int(num)))
+        elif name is not None:
+            tokens.append(("name", name))
+        else:
+            tokens.append(("op", op))
+        pos = m.end()
+    return tokens
+
+
+class _Parser:
+    MAX_DEPTH = 32
+
+    def __init__(self, tokens, text):
+        self.tokens, self.text, self.pos = tokens, text, 0
+
+    def peek(self):
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
+
+    def expression(self, depth):
+        if depth > self.MAX_DEPTH:
+            raise ExprError(f"{self.text!r}: nested too deeply")
+        left = self.term(depth)
+        while self.peek() in (("op", "+"), ("op", "-")):
+            op = self.tokens[self.pos][1]
+            self.pos += 1
+            left = Expr(op, left=left, right=self.term(depth), text=self.text)
+        return left
+
+    def term(self, depth):
+        left = self.unary(depth)
+        while self.peek()[0] == "op" and self.peek()[1] in ("*", "/", "//", "%"):
+            op = self.tokens[self.pos][1]
+            self.pos += 1
+            left = Expr(op, left=left, right=self.unary(depth), text=self.text)
+        return left
+
+    def unary(self, depth):
+        kind, value = self.peek()
+        if (kind, value) == ("op", "-"):
+            self.pos += 1
+            return Expr("neg", left=self.unary(depth + 1), text=self.text)
+        if (kind, value) == ("op", "("):
+            self.pos += 1
+            inner = self.expression(depth + 1)
+            if self.peek() != ("op", ")"):
+                raise ExprError(f"{self.text!r}: missing ')'")
+            self.pos += 1
+            return inner
+        if kind in ("num", "name"):
+            self.pos += 1
+            return Expr(kind, value, text=self.text)
+        raise ExprError(f"{self.text!r}: expected a number or a name"
+                        + (f", got {value!r}" if value else " at the end"))

@@ -1,0 +1,455 @@
+"""Loading a spec: files -> validated models -> one resolved `Spec`.
+
+Resolution follows `imports` (block libraries) and `extends` (a base spec plus overrides),
+confined to the spec root, and turns pydantic's errors into located diagnostics.
+
+The spec root is the nearest directory, from the spec file's own upwards, that contains a
+file named `.archc-root` (the shipped `specs/` has one); without such a file it is the
+spec file's own directory. References are relative to the file that writes them, may use
+`..` but never leave the root (symlinks are resolved first), and may name a shipped spec
+as `archc:inception_v4`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from pydantic import ValidationError
+
+from ..errors import Diagnostic, Location, SpecError, error, warning
+from . import model as m
+from .yaml_io import LocDict, LocList, read_yaml
+
+ROOT_MARKER = ".archc-root"
+MAX_INCLUDE_DEPTH = 16
+_FIELD_NAMES = None
+
+
+def package_specs_dir() -> Path:
+    """Where the shipped specs live (a source checkout or an installed package)."""
+    here = Path(__file__).resolve().parent.parent  # archcompiler/
+    for cand in (here.parent / "specs", here / "specs"):
+        if (cand / ROOT_MARKER).is_file():
+            return cand
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("archcompiler.specs")))
+    except (ImportError, ModuleNotFoundError, TypeError):  # pragma: no cover
+        return here / "specs"
+
+
+def find_named_spec(name: str) -> Optional[Path]:
+    """`inception_v4` -> the shipped spec file, or None."""
+    if not name.replace("_", "").replace("/", "").isalnum():
+        return None
+    path = package_specs_dir() / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def shipped_spec_names() -> list[str]:
+    base = package_specs_dir()
+    names = sorted(p.stem for p in base.glob("*.yaml"))
+    names += sorted(f"variants/{p.stem}" for p in (base / "variants").glob("*.yaml"))
+    return names
+
+
+def find_root(spec_path: Path) -> Path:
+    d = spec_path.resolve().parent
+    for cand in (d, *d.parents):
+        if (cand / ROOT_MARKER).is_file():
+            return cand
+    return d
+
+
+@dataclass
+class Spec:
+    """A resolved spec: everything needed to lower it, with source locations."""
+
+    name: str
+    path: str  # the top-level file as the user named it
+    root: str
+    title: Optional[str]
+    source: Optional[str]
+    description: Optional[str]
+    params: dict
+    param_locs: dict
+    width: Optional[float]
+    input_shape: tuple
+    input_loc: Optional[Location]
+    classes: int
+    preprocess: m.Preprocess
+    defaults: m.Defaults
+    blocks: dict  # name -> BlockDef
+    network: list  # [Stage]
+    head: list  # [Item]
+    aux: list  # [AuxHead]
+    expect: m.Expect
+    expect_loc: Optional[Location]
+    stage_expect: dict  # stage name -> (shape tuple, Location)
+    checkpoints: dict  # name -> CheckpointFormat
+    via: dict = field(default_factory=dict)  # file -> tuple of "included from" Locations
+    files: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    base: Optional["Spec"] = None
+
+    def diag(self, loc: Optional[Location], message: str, severity: str = "error") -> Diagnostic:
+        loc = loc or Location(self.path, 1, 1)
+        return Diagnostic(loc, message, severity, self.via.get(loc.file, ()))
+
+    def with_params(self, **overrides) -> "Spec":
+        """A copy with spec-level parameters (or `classes`) replaced."""
+        import copy
+
+        new = copy.copy(self)
+        new.params = dict(self.params)
+        for k, v in overrides.items():
+            if k == "classes":
+                new.classes = v
+            else:
+                new.params[k] = v
+        return new
+
+
+def parse_shape(text: str) -> tuple:
+    return tuple(int(x) for x in text.split("x"))
+
+
+# --- pydantic errors -> diagnostics ------------------------------------------------------
+
+def _field_names() -> set:
+    global _FIELD_NAMES
+    if _FIELD_NAMES is None:
+        _FIELD_NAMES = m.all_field_names()
+    return _FIELD_NAMES
+
+
+def _locate(raw, loc_parts, file: str):
+    """Walk pydantic's error location through the raw YAML data.
+
+    Returns (Location, user-facing field path, the parts that did not match data)."""
+    cur, where = raw, getattr(raw, "loc", Location(file))
+    path = ""
+    parts = list(loc_parts)
+    i = 0
+    rest: list = []
+    while i < len(parts):
+        part = parts[i]
+        nxt = parts[i + 1] if i + 1 < len(parts) else None
+        # union tags: ('op', 'conv', ...) and ('concat', 'concat', ...)
+        if part == "op" and nxt in m.OP_NAMES and isinstance(cur, dict) and cur.get("op") == nxt:
+            i += 2
+            continue
+        if isinstance(part, str) and part == nxt and isinstance(cur, dict):
+            i += 1
+            continue
+        if isinstance(cur, LocDict) and isinstance(part, str) and part in cur:
+            where = cur.key_locs.get(part, where)
+            path += ("." if path else "") + part
+            cur = cur[part]
+        elif isinstance(cur, LocList) and isinstance(part, int) and 0 <= part < len(cur):
+            where = cur.item_locs[part]
+            path += f"[{part}]"
+            cur = cur[part]
+        elif isinstance(part, str) and (part in _field_names() or part == "with"):
+            rest.append(part)  # a field absent from the data (missing) or from a parsed string
+        # anything else is an internal tag (union member names): skipped
+        i += 1
+    if hasattr(cur, "loc") and not isinstance(cur, (LocDict, LocList)):
+        where = cur.loc
+    return where, path, rest
+
+
+def _message(err: dict, rest: list) -> str:
+    kind, msg = err["type"], err["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    inp = err.get("input")
+    if kind == "extra_forbidden":
+        key = rest[-1] if rest else "?"
+        close = difflib.get_close_matches(str(key), sorted(_field_names()), n=1)
+        return f"unknown field {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    if kind == "missing":
+        return f"missing required field {rest[-1]!r}" if rest else "missing required field"
+    if kind in ("int_type", "float_type") and isinstance(inp, bool):
+        return f"expected a number, got the boolean {str(inp).lower()}"
+    if kind == "int_type" and isinstance(inp, str):
+        return f"expected an integer, got the string {inp!r}" + (
+            " (write numbers without quotes)" if inp.strip().lstrip("-").isdigit() else "")
+    if kind == "int_type" and isinstance(inp, float):
+        return f"expected an integer, got {inp}"
+    if kind == "literal_error":
+        return msg.replace("Input should be", "expected")
+    if kind == "string_pattern_mismatch" and isinstance(inp, str):
+        if "x[0-9]" in msg:
+            return f"expected a shape written CxHxW like 384x35x35, got {inp!r}"
+        if "A-Za-z_" in msg:
+            return f"{inp!r} is not a valid name (letters, digits and '_', not starting with a digit)"
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        return ("expected an op string like 'conv 3x3 64', or a mapping with one of: "
+                + ", ".join(m.ITEM_KEYS))
+    msg = msg.replace("Input should be", "expected")
+    if rest and kind not in ("value_error",):
+        msg = f"{rest[-1]}: {msg}"
+    return msg
+
+
+def validation_diagnostics(exc: ValidationError, raw, file: str) -> list[Diagnostic]:
+    errs = exc.errors()
+    by_path: dict = {}
+    for err in errs:
+        where, path, rest = _locate(raw, err["loc"], file)
+        key = (path, tuple(rest))
+        by_path.setdefault(key, []).append((err, where, path, rest))
+    out = []
+    for items in by_path.values():
+        useful = [x for x in items if x[0]["type"] != "is_instance_of"] or items
+        err, where, path, rest = useful[0]
+        msg = _message(err, rest)
+        if err["type"] == "is_instance_of":
+            msg = "expected a number or a $parameter expression"
+        label = path + ("." + ".".join(rest[:-1]) if len(rest) > 1 else "")
+        out.append(error(where, f"{label}: {msg}" if label else msg))
+    return out
+
+
+# --- files -------------------------------------------------------------------------------
+
+class _Loader:
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.cache: dict = {}  # realpath -> (SpecFile, display)
+        self.diags: list[Diagnostic] = []
+        self.via: dict = {}
+
+    def resolve_ref(self, ref: str, from_file: Path, from_display: str, loc: Location):
+        """-> (real path, display path) or None (after a diagnostic)."""
+        if ref.startswith("archc:"):
+            p = find_named_spec(ref[len("archc:"):])
+            if p is None:
+                self.diags.append(error(loc, f"no shipped spec named {ref!r} "
+                                             f"(shipped: {', '.join(shipped_spec_names())})"))
+                return None
+            return p.resolve(), f"<archc>/{p.name}"
+        if os.path.isabs(ref) or ref.startswith("~"):
+            self.diags.append(error(loc, f"{ref!r}: absolute paths are not allowed; write a path "
+                                         "relative to this file, inside the spec root"))
+            return None
+        joined = from_file.parent / ref
+        real = Path(os.path.realpath(joined))
+        # Shipped specs may reference each other freely inside their own root.
+        root = self.root if str(from_file).startswith(str(self.root)) else package_specs_dir().resolve()
+        if not (real == root or str(real).startswith(str(root) + os.sep)):
+            self.diags.append(error(loc, f"{ref!r} resolves to {real}, outside the spec root {root} "
+                                         f"(the nearest directory with a {ROOT_MARKER} file)"))
+            return None
+        display = os.path.normpath(os.path.join(os.path.dirname(from_display), ref))
+        return real, display
+
+    def load_file(self, real: Path, display: str):
+        key = str(real)
+        if key in self.cache:
+            return self.cache[key]
+        try:
+            raw = read_yaml(str(real), display)
+        except SpecError as exc:
+            self.diags.extend(exc.diagnostics)
+            self.cache[key] = None
+            return None
+        if not isinstance(raw, LocDict):
+            self.diags.append(error(getattr(raw, "loc", Location(display)),
+                                    f"a spec file must be a YAML mapping (key: value), "
+                                    f"not a {type(raw).__name__ if raw is not None else 'null'}"))
+            self.cache[key] = None
+            return None
+        try:
+            spec_file = m.SpecFile.model_validate(raw)
+        except ValidationError as exc:
+            self.diags.extend(validation_diagnostics(exc, raw, display))
+            self.cache[key] = None
+            return None
+        self.cache[key] = (spec_file, display)
+        return self.cache[key]
+
+    def collect_blocks(self, real: Path, display: str, stack: tuple, via: tuple) -> dict:
+        """All blocks visible in a file: its imports' (transitively), then its own."""
+        if len(stack) > MAX_INCLUDE_DEPTH:
+            self.diags.append(error(via[-1], f"imports nested deeper than {MAX_INCLUDE_DEPTH}"))
+            return {}
+        loaded = self.load_file(real, display)
+        if loaded is None:
+            return {}
+        sf, display = loaded
+        self.via.setdefault(display, via)
+        blocks: dict = {}
+        owner: dict = {}
+        for i, ref in enumerate(sf.imports):
+            loc = sf.key_loc("imports")
+            loc = Location(loc.file, loc.line + 1 + i, loc.column + 2) if loc else Location(display)
+            res = self.resolve_ref(ref, real, display, loc)
+            if res is None:
+                continue
+            sub_real, sub_display = res
+            if str(sub_real) in stack:
+                cycle = " -> ".join([*stack_displays(self, stack), sub_display])
+                self.diags.append(error(loc, f"import cycle: {cycle}"))
+                continue
+            sub = self.collect_blocks(sub_real, sub_display, (*stack, str(sub_real)), (*via, loc))
+            for name, blk in sub.items():
+                if name in blocks and blocks[name] is not blk:
+                    self.diags.append(error(loc, f"block {name!r} is defined both in "
+                                                 f"{owner[name]} and in {sub_display}"))
+                blocks[name] = blk
+                owner[name] = sub_display
+        for name, blk in sf.blocks.items():
+            blocks[name] = blk  # a file's own definition overrides imported ones
+        return blocks
+
+
+def stack_displays(loader: _Loader, stack: tuple) -> list[str]:
+    out = []
+    for real in stack:
+        got = loader.cache.get(real)
+        out.append(got[1] if got else real)
+    return out
+
+
+def _resolve(loader: _Loader, real: Path, display: str, stack: tuple, via: tuple) -> Optional[Spec]:
+    loaded = loader.load_file(real, display)
+    if loaded is None:
+        return None
+    sf, display = loaded
+    blocks = loader.collect_blocks(real, display, stack, via)
+    base: Optional[Spec] = None
+    if sf.extends is not None:
+        loc = sf.key_loc("extends")
+        res = loader.resolve_ref(sf.extends, real, display, loc)
+        if res is not None:
+            b_real, b_display = res
+            if str(b_real) in stack:
+                cycle = " -> ".join([*stack_displays(loader, stack), b_display])
+                loader.diags.append(error(loc, f"extends cycle: {cycle}"))
+            elif len(stack) > MAX_INCLUDE_DEPTH:
+                loader.diags.append(error(loc, f"extends nested deeper than {MAX_INCLUDE_DEPTH}"))
+            else:
+                base = _resolve(loader, b_real, b_display, (*stack, str(b_real)), (*via, loc))
+        if base is None:
+            return None
+    return _merge(loader, sf, display, blocks, base)
+
+
+def _merge(loader: _Loader, sf: m.SpecFile, display: str, blocks: dict, base: Optional[Spec]):
+    here = sf.loc or Location(display)
+    diags = loader.diags
+
+    def pick(attr, base_attr=None):
+        v = getattr(sf, attr)
+        if v is not None or base is None:
+            return v
+        return getattr(base, base_attr or attr)
+
+    name = sf.name or (base.name if base else None)
+    if name is None:
+        diags.append(error(here, "missing required field 'name'"))
+    network = sf.network if sf.network is not None else (base.network if base else None)
+    if network is None:
+        diags.append(error(here, "missing required field 'network' (a spec that only holds "
+                                 "blocks is a library: import it from a spec)"))
+    params = dict(base.params) if base else {}
+    param_locs = dict(base.param_locs) if base else {}
+    for k, v in sf.params.items():
+        params[k] = v
+        param_locs[k] = sf.key_loc("params")
+    for k, v in sf.set.items():
+        if k not in params and k != "classes":
+            close = difflib.get_close_matches(k, list(params), n=1)
+            diags.append(error(sf.key_loc("set"),
+                               f"set: {k!r} is not a parameter of the base spec"
+                               + (f"; did you mean {close[0]!r}?" if close else "")
+                               + (f" (its parameters: {', '.join(params)})" if params else "")))
+        params[k] = v
+        param_locs[k] = sf.key_loc("set")
+    all_blocks = dict(base.blocks) if base else {}
+    all_blocks.update(blocks)
+
+    if sf.defaults is not None and base is not None:
+        merged = base.defaults.model_dump()
+        for section in ("conv", "avgpool", "maxpool"):
+            sub = getattr(sf.defaults, section)
+            merged[section].update(sub.model_dump(exclude_unset=True))
+        defaults = m.Defaults.model_validate(merged)
+    else:
+        defaults = pick("defaults") or m.Defaults()
+
+    input_loc = sf.key_loc("input") if sf.input else (base.input_loc if base else None)
+    input_shape = parse_shape(sf.input) if sf.input else (base.input_shape if base else (3, 299, 299))
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        diags.append(error(input_loc or here, f"input must be CxHxW with positive sizes, got {sf.input}"))
+        input_shape = (3, 299, 299)
+
+    # Expectations: a variant that states `expect` replaces the base's, stages included.
+    stage_expect: dict = {}
+    if sf.expect is None and base is not None:
+        expect, expect_loc = base.expect, base.expect_loc
+        stage_expect = dict(base.stage_expect)
+    else:
+        expect, expect_loc = sf.expect or m.Expect(), sf.key_loc("expect")
+    if sf.network is not None:
+        for st in sf.network:
+            if st.expect is not None:
+                stage_expect[st.stage_name] = (parse_shape(st.expect), st.key_loc("expect"))
+    if sf.expect is not None:
+        for k, v in sf.expect.stages.items():
+            stage_expect[k] = (parse_shape(v), sf.expect.key_loc("stages"))
+
+    classes = sf.set.get("classes") if "classes" in sf.set else pick("classes")
+    checkpoints = dict(base.checkpoints) if base else {}
+    checkpoints.update(sf.checkpoints)
+    spec = Spec(
+        name=name or "unnamed",
+        path=display,
+        root=str(loader.root),
+        title=pick("title"),
+        source=pick("source"),
+        description=pick("description"),
+        params=params,
+        param_locs=param_locs,
+        width=pick("width"),
+        input_shape=input_shape,
+        input_loc=input_loc,
+        classes=classes if classes is not None else 1000,
+        preprocess=pick("preprocess") or m.Preprocess(),
+        defaults=defaults,
+        blocks=all_blocks,
+        network=list(network or []),
+        head=list(sf.head if sf.head is not None else (base.head if base else []) or []),
+        aux=list(sf.aux if sf.aux else (base.aux if base else [])),
+        expect=expect,
+        expect_loc=expect_loc,
+        stage_expect=stage_expect,
+        checkpoints=checkpoints,
+        via=dict(loader.via),
+        files=sorted({d for v in loader.cache.values() if v for d in [v[1]]}),
+        base=base,
+    )
+    return spec
+
+
+def load_spec_file(path, root: Optional[str] = None) -> Spec:
+    """Load and resolve one spec file (raises SpecError with all diagnostics)."""
+    p = Path(path)
+    display = str(path)
+    if not p.exists() and find_named_spec(str(path)):
+        p = find_named_spec(str(path))
+        display = str(path)
+    real = Path(os.path.realpath(p))
+    loader = _Loader(Path(root) if root else find_root(p))
+    spec = _resolve(loader, real, display, (str(real),), ())
+    if loader.diags or spec is None:
+        raise SpecError(loader.diags or [error(Location(display), "could not load the spec")])
+    return spec

@@ -1,0 +1,486 @@
+"""The spec language as pydantic models (strict types, unknown fields refused).
+
+These models are the single source of the JSON Schema (`archc schema`). Values that may
+depend on parameters are `$name` / `$(expr)` strings, parsed into `Expr` here and
+evaluated when a block is instantiated (`archcompiler.ir.lower`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from ..errors import Location
+from .expr import Expr, ExprError, parse_expr
+from .opstring import OP_NAMES, OpStringError, parse_op_string, unknown_op_message
+from .yaml_io import LocDict, LocStr
+
+SPEC_VERSION = 1
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SHAPE_PATTERN = r"^[0-9]+(x[0-9]+)*$"
+
+ExprText = Annotated[StrictStr, StringConstraints(pattern=r"^\$")]
+
+
+def _to_expr(v):
+    if isinstance(v, str):
+        if not v.startswith("$"):
+            raise ValueError(
+                f"expected a number or a $parameter expression, got the string {v!r}"
+                + (" (numbers are written without quotes)" if re.fullmatch(r"-?[0-9.]+", v) else "")
+            )
+        try:
+            return parse_expr(v)
+        except ExprError as exc:
+            raise ValueError(str(exc)) from None
+    return v
+
+
+def _expr_or(*types):
+    """A value of the given types, or a `$expression` evaluated at instantiation."""
+    return Annotated[Union[(*types, Expr)], BeforeValidator(_to_expr, json_schema_input_type=Union[(*types, ExprText)])]
+
+
+IntP = _expr_or(StrictInt)
+NumP = _expr_or(StrictInt, StrictFloat)
+Name = Annotated[StrictStr, StringConstraints(pattern=NAME_PATTERN)]
+ShapeStr = Annotated[StrictStr, StringConstraints(pattern=SHAPE_PATTERN)]
+Pair = Union[StrictInt, Annotated[list[StrictInt], Field(min_length=2, max_length=2)]]
+Padding = Union[Literal["same", "valid"], Pair]
+ActP = Annotated[Union[Literal["relu", "none"], Expr],
+                 BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
+                                 json_schema_input_type=Union[Literal["relu", "none"], ExprText])]
+BoolP = Annotated[Union[StrictBool, Expr],
+                  BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) else v,
+                                  json_schema_input_type=Union[StrictBool, ExprText])]
+Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
+
+
+class Located(BaseModel):
+    """Base: strict, no unknown fields, remembers where in which file it was written."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+    _loc: Optional[Location] = PrivateAttr(default=None)
+    _key_locs: dict = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_location(cls, data, handler):
+        model = handler(data)
+        if isinstance(data, LocDict):
+            model._loc = data.loc
+            model._key_locs = data.key_locs
+        return model
+
+    @property
+    def loc(self) -> Optional[Location]:
+        return self._loc
+
+    def key_loc(self, key: str) -> Optional[Location]:
+        return self._key_locs.get(key, self._loc)
+
+
+# --- ops ---------------------------------------------------------------------------------
+
+class ConvOp(Located):
+    """Convolution, by default followed by batch norm and ReLU (see `defaults.conv`)."""
+
+    op: Literal["conv"]
+    kernel: Pair = Field(description="kernel size: 3 or [1, 7] (height, width)")
+    stride: Pair = 1
+    out: IntP = Field(description="output channels")
+    padding: Optional[Padding] = Field(
+        None, description="same (stride 1, odd kernel: (k-1)/2), valid (0), or explicit [ph, pw]")
+    norm: Optional[Literal["batchnorm", "none"]] = None
+    act: Optional[ActP] = None
+    bias: Optional[StrictBool] = None
+    eps: Optional[StrictFloat] = None
+    name: Optional[Name] = None
+
+
+class PoolOp(Located):
+    op: Literal["maxpool", "avgpool"]
+    kernel: Pair
+    stride: Pair = 1
+    padding: Optional[Padding] = None
+    count_pad: Optional[StrictBool] = Field(
+        None, description="avgpool only: whether padded zeros count in the average "
+                          "(torch count_include_pad; TF SAME pooling excludes them)")
+    name: Optional[Name] = None
+
+
+class GlobalPoolOp(Located):
+    op: Literal["global_avgpool"]
+    name: Optional[Name] = None
+
+
+class DropoutOp(Located):
+    op: Literal["dropout"]
+    p: NumP
+    name: Optional[Name] = None
+
+
+class LinearOp(Located):
+    op: Literal["linear"]
+    out: IntP
+    bias: StrictBool = True
+    name: Optional[Name] = None
+
+
+class ReluOp(Located):
+    op: Literal["relu"]
+    name: Optional[Name] = None
+
+
+AnyOp = Annotated[
+    Union[
+        Annotated[ConvOp, Tag("conv")],
+        Annotated[PoolOp, Tag("maxpool")],
+        Annotated[PoolOp, Tag("avgpool")],
+        Annotated[GlobalPoolOp, Tag("global_avgpool")],
+        Annotated[DropoutOp, Tag("dropout")],
+        Annotated[LinearOp, Tag("linear")],
+        Annotated[ReluOp, Tag("relu")],
+    ],
+    Discriminator(lambda v: v.get("op") if isinstance(v, dict) else getattr(v, "op", None)),
+]
+
+# --- structure ---------------------------------------------------------------------------
+
+
+class ConcatItem(Located):
+    """Parallel branches merged by channel concatenation, in the order written."""
+
+    concat: Annotated[list["Branch"], Field(min_length=1)]
+    name: Optional[Name] = None
+
+
+class SeqItem(Located):
+    """A sequence of items (a branch can be written as `{name: ..., seq: [...]}`)."""
+
+    seq: Annotated[list["Item"], Field(min_length=1)]
+    name: Optional[Name] = None
+
+
+class ResidualBody(Located):
+    """Figure 20: x + scale * project(branches(x)), then an optional activation."""
+
+    concat: Optional[Annotated[list["Branch"], Field(min_length=1)]] = None
+    seq: Optional[Annotated[list["Item"], Field(min_length=1)]] = None
+    project: "Item" = Field(description="the 1x1 'Linear' up-projection, e.g. conv 1x1 320 linear")
+    scale: NumP = 1.0
+    act: ActP = "relu"
+
+    @model_validator(mode="after")
+    def _one_body(self):
+        if (self.concat is None) == (self.seq is None):
+            raise ValueError("a residual needs exactly one of 'concat' or 'seq' for its branch")
+        return self
+
+
+class ResidualItem(Located):
+    residual: ResidualBody
+    name: Optional[Name] = None
+
+
+class BlockRef(Located):
+    """Use a block template (optionally with parameter values) inside another block."""
+
+    block: Name
+    with_: dict[Name, Union[Scalar, Expr]] = Field(default_factory=dict, alias="with")
+    name: Optional[Name] = None
+
+    @field_validator("with_", mode="before")
+    @classmethod
+    def _exprs(cls, v):
+        return _with_values(v)
+
+
+def _with_values(v):
+    if isinstance(v, dict):
+        out = LocDict({k: (_to_expr(x) if isinstance(x, str) and x.startswith("$") else x)
+                       for k, x in v.items()})
+        out.loc = getattr(v, "loc", None)
+        out.key_locs = getattr(v, "key_locs", {})
+        return out
+    return v
+
+
+ITEM_KEYS = ("op", "concat", "seq", "residual", "block")
+
+
+def _item_kind(v):
+    if isinstance(v, dict):
+        for k in ITEM_KEYS:
+            if k in v:
+                return k
+        return None
+    for cls, k in ((ConcatItem, "concat"), (SeqItem, "seq"), (ResidualItem, "residual"),
+                   (BlockRef, "block")):
+        if isinstance(v, cls):
+            return k
+    return "op"
+
+
+def _parse_item(v):
+    if isinstance(v, str):
+        try:
+            parsed = LocDict(parse_op_string(v))
+        except OpStringError as exc:
+            raise ValueError(str(exc)) from None
+        parsed.loc = getattr(v, "loc", None)
+        parsed.key_locs = {}
+        return parsed
+    if isinstance(v, dict):
+        if "op" in v and v["op"] not in OP_NAMES:
+            raise ValueError(unknown_op_message(str(v["op"])))
+        if not any(k in v for k in ITEM_KEYS):
+            raise ValueError(
+                "expected an op string like 'conv 3x3 64', or a mapping with one of: "
+                + ", ".join(ITEM_KEYS)
+            )
+    return v
+
+
+OpString = Annotated[StrictStr, StringConstraints(pattern=r"^(" + "|".join(OP_NAMES) + r")(\s|$)")]
+
+Item = Annotated[
+    Union[
+        Annotated[AnyOp, Tag("op")],
+        Annotated[ConcatItem, Tag("concat")],
+        Annotated[SeqItem, Tag("seq")],
+        Annotated[ResidualItem, Tag("residual")],
+        Annotated[BlockRef, Tag("block")],
+    ],
+    Discriminator(_item_kind),
+    BeforeValidator(_parse_item, json_schema_input_type=Union[OpString, dict]),
+]
+
+
+def _parse_branch(v):
+    # A branch is a list of items, or a single item (string or mapping).
+    return v if isinstance(v, list) else [v]
+
+
+Branch = Annotated[
+    Union[list[Item], SeqItem],
+    BeforeValidator(lambda v: v if isinstance(v, (list, SeqItem)) or (isinstance(v, dict) and "seq" in v)
+                    else _parse_branch(v)),
+]
+
+
+# --- blocks, stages, the spec ------------------------------------------------------------
+
+class BlockDef(Located):
+    """A block template: one body (seq, concat or residual) and its parameters."""
+
+    figure: Optional[StrictStr] = Field(None, description="where it comes from, e.g. 'Figure 4'")
+    doc: Optional[StrictStr] = None
+    params: Union[list[Name], dict[Name, Union[Scalar, Expr]]] = Field(
+        default_factory=dict, description="parameter names, or names with default values")
+    seq: Optional[Annotated[list[Item], Field(min_length=1)]] = None
+    concat: Optional[Annotated[list[Branch], Field(min_length=1)]] = None
+    residual: Optional[ResidualBody] = None
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _param_exprs(cls, v):
+        return _with_values(v)
+
+    @model_validator(mode="after")
+    def _one_body(self):
+        bodies = [k for k in ("seq", "concat", "residual") if getattr(self, k) is not None]
+        if len(bodies) != 1:
+            raise ValueError("a block needs exactly one body: seq, concat or residual"
+                             + (f" (found {', '.join(bodies)})" if bodies else ""))
+        return self
+
+    def param_defaults(self) -> dict:
+        if isinstance(self.params, list):
+            return {p: _REQUIRED for p in self.params}
+        return dict(self.params)
+
+
+class _Required:
+    def __repr__(self):
+        return "<required>"
+
+
+_REQUIRED = _Required()
+
+
+class Stage(Located):
+    """One entry of `network`: a block (possibly repeated) or inline ops."""
+
+    name: Optional[Name] = None
+    block: Optional[Name] = None
+    with_: dict[Name, Union[Scalar, Expr]] = Field(default_factory=dict, alias="with")
+    repeat: Optional[IntP] = None
+    op: Optional[Item] = None
+    seq: Optional[Annotated[list[Item], Field(min_length=1)]] = None
+    concat: Optional[Annotated[list[Branch], Field(min_length=1)]] = None
+    residual: Optional[ResidualBody] = None
+    expect: Optional[ShapeStr] = Field(None, description="promised output shape, CxHxW")
+    feature: Optional[StrictBool] = Field(
+        None, description="whether features=True returns this stage's output "
+                          "(default: the last stage at each spatial size)")
+
+    @field_validator("with_", mode="before")
+    @classmethod
+    def _exprs(cls, v):
+        return _with_values(v)
+
+    @model_validator(mode="after")
+    def _one_body(self):
+        bodies = [k for k in ("block", "op", "seq", "concat", "residual") if getattr(self, k) is not None]
+        if len(bodies) != 1:
+            raise ValueError("a stage needs exactly one of: block, op, seq, concat, residual"
+                             + (f" (found {', '.join(bodies)})" if bodies else ""))
+        if self.block is None and self.name is None:
+            raise ValueError("a stage without 'block' needs a 'name'")
+        if self.with_ and self.block is None:
+            raise ValueError("'with' only applies to a 'block' stage")
+        return self
+
+    @property
+    def stage_name(self) -> str:
+        return self.name or self.block  # type: ignore[return-value]
+
+
+class AuxHead(Located):
+    """A side output taken after a stage, present in training mode only (v3's AuxLogits)."""
+
+    name: Name
+    after: Name = Field(description="the stage whose output feeds this head")
+    enabled: BoolP = True
+    seq: Annotated[list[Item], Field(min_length=1)]
+
+
+class ConvDefaults(Located):
+    norm: Literal["batchnorm", "none"] = "batchnorm"
+    act: Literal["relu", "none"] = "relu"
+    bias: StrictBool = False
+    padding: Padding = "same"
+    eps: StrictFloat = 0.001
+    momentum: StrictFloat = 0.1
+
+
+class AvgPoolDefaults(Located):
+    count_pad: StrictBool = False
+    padding: Padding = "same"
+
+
+class MaxPoolDefaults(Located):
+    padding: Padding = "valid"
+
+
+class Defaults(Located):
+    conv: ConvDefaults = Field(default_factory=ConvDefaults)
+    avgpool: AvgPoolDefaults = Field(default_factory=AvgPoolDefaults)
+    maxpool: MaxPoolDefaults = Field(default_factory=MaxPoolDefaults)
+
+
+class Preprocess(Located):
+    mean: Annotated[list[Union[StrictFloat, StrictInt]], Field(min_length=1)] = [0.5, 0.5, 0.5]
+    std: Annotated[list[Union[StrictFloat, StrictInt]], Field(min_length=1)] = [0.5, 0.5, 0.5]
+    crop_pct: Union[StrictFloat, StrictInt] = 0.875
+    interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+
+
+class Expect(Located):
+    layers: Optional[StrictInt] = None
+    params: Optional[StrictInt] = None
+    macs: Optional[StrictInt] = None
+    min_input: Optional[StrictInt] = Field(None, description="smallest square input accepted")
+    stages: dict[Name, ShapeStr] = Field(
+        default_factory=dict, description="stage output shapes (in a variant: replaces the base's)")
+
+
+class CheckpointFormat(Located):
+    """How another library names this network's weights: ordered prefix renames.
+
+    Keys are our names, values theirs; `{x}` matches one name segment (or part of one)
+    and `{x+6}` shifts a captured integer. The first matching rule wins."""
+
+    description: Optional[StrictStr] = None
+    rename: dict[StrictStr, StrictStr]
+
+
+class SpecFile(Located):
+    """A spec file: a complete network, a variant (`extends`), or a block library."""
+
+    archc: StrictInt = Field(description="spec format version; this tool reads version 1")
+    name: Optional[Name] = None
+    title: Optional[StrictStr] = None
+    description: Optional[StrictStr] = None
+    source: Optional[StrictStr] = Field(None, description="paper / figure / reference code")
+    extends: Optional[StrictStr] = Field(None, description="base spec, relative to this file")
+    imports: list[StrictStr] = Field(default_factory=list,
+                                     description="block libraries, relative to this file")
+    params: dict[Name, Union[Scalar, Expr]] = Field(default_factory=dict)
+    set: dict[Name, Union[Scalar, Expr]] = Field(
+        default_factory=dict, description="in a variant: new values for the base's params")
+    width: Optional[Union[StrictFloat, StrictInt]] = Field(
+        None, gt=0, le=16, description="multiplies every conv's output channels (rounded)")
+    input: Optional[ShapeStr] = Field(None, description="CxHxW, e.g. 3x299x299")
+    classes: Optional[StrictInt] = Field(None, description="classifier outputs; $classes in specs")
+    preprocess: Optional[Preprocess] = None
+    defaults: Optional[Defaults] = None
+    blocks: dict[Name, BlockDef] = Field(default_factory=dict)
+    network: Optional[Annotated[list[Stage], Field(min_length=1)]] = None
+    head: Optional[Annotated[list[Item], Field(min_length=1)]] = None
+    aux: list[AuxHead] = Field(default_factory=list)
+    expect: Optional[Expect] = None
+    checkpoints: dict[Name, CheckpointFormat] = Field(default_factory=dict)
+
+    @field_validator("params", "set", mode="before")
+    @classmethod
+    def _exprs(cls, v):
+        return _with_values(v)
+
+    @field_validator("archc")
+    @classmethod
+    def _version(cls, v):
+        if v != SPEC_VERSION:
+            raise ValueError(f"unsupported spec version {v}: this archc reads version {SPEC_VERSION}")
+        return v
+
+
+for _m in (ConcatItem, SeqItem, ResidualBody, ResidualItem, BlockDef, Stage, AuxHead, SpecFile):
+    _m.model_rebuild()
+
+
+def all_field_names() -> set[str]:
+    """Every field name of the language (for 'did you mean' suggestions)."""
+    names: set[str] = set()
+    for m in (ConvOp, PoolOp, GlobalPoolOp, DropoutOp, LinearOp, ReluOp, ConcatItem, SeqItem,
+              ResidualBody, ResidualItem, BlockRef, BlockDef, Stage, AuxHead, ConvDefaults,
+              AvgPoolDefaults, Defaults, Preprocess, Expect, CheckpointFormat, SpecFile):
+        for fname, f in m.model_fields.items():
+            names.add(f.alias or fname)
+    return names
+
+
+def json_schema() -> dict:
+    schema = SpecFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://archcompiler.dev/schema/archc.schema.json"
+    schema["title"] = "archc spec (version 1)"
+    return schema

@@ -1,0 +1,331 @@
+"""Safe, located YAML reading.
+
+PyYAML only tokenises and composes here; we turn its node tree into plain Python
+values ourselves, so that:
+- every value keeps its line and column (for diagnostics),
+- scalars get YAML 1.2 core-schema meaning (PyYAML implements 1.1), and the 1.1
+  readings that would differ are rejected with a hint instead of being coerced,
+- no tag is ever constructed (only `!!str` is accepted), duplicate keys are errors,
+- aliases are expanded under a budget, so recursive or exponential ("billion laughs")
+  documents are refused quickly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import stat
+
+import yaml
+
+from ..errors import Diagnostic, Location, SpecError, error
+
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: the largest shipped spec is ~10 KiB
+MAX_DEPTH = 64  # nesting of mappings and sequences
+MAX_NODES = 200_000  # values after alias expansion
+MAX_EVENTS = 500_000
+MAX_INT = 2**53  # larger integers are refused (no channel count gets near)
+
+
+class LocStr(str):
+    loc: Location
+
+
+class LocDict(dict):
+    loc: Location
+    key_locs: dict
+
+
+class LocList(list):
+    loc: Location
+    item_locs: list
+
+
+def loc_of(value, default: Location) -> Location:
+    return getattr(value, "loc", default)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose resolver tags every implicit node with a marker.
+
+    A node whose tag is not a marker was tagged explicitly by the author."""
+
+    def resolve(self, kind, value, implicit):  # noqa: D102
+        return "archc:" + kind.__name__
+
+
+_INT_DEC = re.compile(r"[-+]?[0-9]+\Z")
+_INT_OCT = re.compile(r"0o[0-7]+\Z")
+_INT_HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_INF_NAN = re.compile(r"[-+]?\.(inf|Inf|INF)\Z|\.(nan|NaN|NAN)\Z")
+_NULL = {"", "~", "null", "Null", "NULL"}
+_TRUE = {"true", "True", "TRUE"}
+_FALSE = {"false", "False", "FALSE"}
+_YAML11_BOOL = {"yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"}
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9]+\Z")
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?\Z")
+_YAML11_INT = re.compile(r"[-+]?(0b[01_]+|[0-9][0-9_]*_[0-9_]*)\Z")
+
+
+def _mark_loc(file: str, mark) -> Location:
+    if mark is None:
+        return Location(file, 1, 1)
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+class _Converter:
+    def __init__(self, file: str):
+        self.file = file
+        self.nodes = 0
+        self.active: set[int] = set()
+        self.diags: list[Diagnostic] = []
+
+    def loc(self, node) -> Location:
+        return _mark_loc(self.file, node.start_mark)
+
+    def convert(self, node, depth: int = 0):
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise SpecError(
+                error(
+                    self.loc(node),
+                    f"the document expands to more than {MAX_NODES} values "
+                    "(alias/anchor expansion?); specs are small, write them out",
+                )
+            )
+        if depth > MAX_DEPTH:
+            raise SpecError(error(self.loc(node), f"nesting deeper than {MAX_DEPTH} levels"))
+        if not node.tag.startswith("archc:") and node.tag != "tag:yaml.org,2002:str":
+            self.diags.append(
+                error(
+                    self.loc(node),
+                    f"YAML tag {node.tag!r} is not allowed: specs use plain YAML values only "
+                    "(remove the tag)",
+                )
+            )
+            return None
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, explicit_str=node.tag == "tag:yaml.org,2002:str")
+        if id(node) in self.active:
+            raise SpecError(error(self.loc(node), "recursive alias: a value contains itself"))
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                out = LocList()
+                out.loc = self.loc(node)
+                out.item_locs = []
+                for item in node.value:
+                    out.append(self.convert(item, depth + 1))
+                    out.item_locs.append(self.loc(item))
+                return out
+            return self.mapping(node, depth)
+        finally:
+            self.active.discard(id(node))
+
+    def mapping(self, node, depth: int) -> LocDict:
+        out = LocDict()
+        out.loc = self.loc(node)
+        out.key_locs = {}
+        for knode, vnode in node.value:
+            kloc = self.loc(knode)
+            if not isinstance(knode, yaml.ScalarNode):
+                self.diags.append(error(kloc, "mapping keys must be plain strings"))
+                continue
+            if knode.value == "<<" and knode.style is None:
+                self.diags.append(
+                    error(kloc, "YAML merge keys ('<<') are not supported: use a block "
+                                "template with parameters, or 'extends'")
+                )
+                continue
+            key = self.scalar(knode, explicit_str=knode.tag == "tag:yaml.org,2002:str", is_key=True)
+            if not isinstance(key, str):
+                self.diags.append(
+                    error(kloc, f"mapping key {knode.value!r} is read as {type(key).__name__}, "
+                                f"not a string: quote it ('{knode.value}')")
+                )
+                continue
+            if key in out:
+                first = out.key_locs[key]
+                self.diags.append(
+                    error(kloc, f"duplicate key {key!r} (first defined at line {first.line})")
+                )
+                continue
+            out[key] = self.convert(vnode, depth + 1)
+            out.key_locs[key] = kloc
+        return out
+
+    def scalar(self, node, explicit_str: bool = False, is_key: bool = False):
+        text = node.value
+        loc = self.loc(node)
+        if node.style is not None or explicit_str:  # quoted or block scalar: always a string
+            s = LocStr(text)
+            s.loc = loc
+            return s
+        value = self.resolve_plain(text, loc, is_key)
+        if isinstance(value, str):
+            s = LocStr(value)
+            s.loc = loc
+            return s
+        return value
+
+    def resolve_plain(self, text: str, loc: Location, is_key: bool):
+        if text in _NULL:
+            return None
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        if _INT_DEC.match(text):
+            if _LEADING_ZERO.match(text):
+                self.diags.append(
+                    error(loc, f"{text!r}: a leading zero is octal in YAML 1.1 and decimal in "
+                               f"YAML 1.2; write {int(text)} (or 0o{text.lstrip('+-0')} for octal)")
+                )
+                return int(text)
+            return self.checked_int(int(text), text, loc)
+        if _INT_OCT.match(text):
+            return self.checked_int(int(text[2:], 8), text, loc)
+        if _INT_HEX.match(text):
+            return self.checked_int(int(text[2:], 16), text, loc)
+        if _FLOAT.match(text):
+            value = float(text)
+            if not math.isfinite(value):
+                self.diags.append(error(loc, f"{text!r} is not a finite number"))
+            return value
+        if _INF_NAN.match(text):
+            self.diags.append(error(loc, f"{text!r}: NaN and infinity are not allowed"))
+            return float("nan")
+        if is_key:
+            return text
+        if text in _YAML11_BOOL:
+            self.diags.append(
+                error(loc, f"{text!r} is a boolean in YAML 1.1 but a string in YAML 1.2: "
+                           "write true or false, or quote it if you mean the string")
+            )
+        elif _SEXAGESIMAL.match(text):
+            self.diags.append(
+                error(loc, f"{text!r} is a base-60 number in YAML 1.1 and a string in YAML 1.2: "
+                           "quote it if you mean the string")
+            )
+        elif _YAML11_INT.match(text):
+            self.diags.append(
+                error(loc, f"{text!r} is an integer in YAML 1.1 but a string in YAML 1.2: "
+                           "write plain decimal digits without '_'")
+            )
+        return text
+
+    def checked_int(self, value: int, text: str, loc: Location) -> int:
+        if abs(value) > MAX_INT:
+            self.diags.append(error(loc, f"integer {text} is too large (limit 2**53)"))
+        return value
+
+
+def read_text(path: str, display: str) -> str:
+    """Read a spec file as UTF-8 text, refusing anything that is not a small regular file."""
+    where = Location(display, 1, 1)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SpecError(error(where, "no such file")) from None
+    except OSError as exc:
+        raise SpecError(error(where, f"cannot read: {exc.strerror}")) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SpecError(error(where, "is a directory, not a spec file"))
+    if not stat.S_ISREG(st.st_mode):
+        raise SpecError(error(where, "not a regular file (device, FIFO or socket): refused"))
+    if st.st_size > MAX_FILE_BYTES:
+        raise SpecError(
+            error(where, f"file is {st.st_size} bytes; spec files are limited to {MAX_FILE_BYTES}")
+        )
+    try:
+        # O_NONBLOCK: should the file be swapped for a FIFO after the stat, open does not hang.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise SpecError(error(where, "not a regular file: refused"))
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(error(where, f"cannot read: {exc.strerror}")) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(error(where, f"file is larger than {MAX_FILE_BYTES} bytes"))
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(
+            error(Location(display, line, col),
+                  f"invalid UTF-8 byte 0x{data[exc.start]:02x}: spec files must be UTF-8 text")
+        ) from None
+    if "\x00" in text:
+        i = text.index("\x00")
+        raise SpecError(
+            error(Location(display, text.count("\n", 0, i) + 1, i - (text.rfind("\n", 0, i) + 1) + 1),
+                  "NUL byte: this looks like a binary file, not YAML")
+        )
+    return text
+
+
+def _yaml_error(display: str, exc: yaml.YAMLError) -> SpecError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    msg = f"YAML syntax error: {problem}"
+    if context:
+        msg += f" ({context})"
+    if "\\t" in msg or "'\\t'" in repr(problem):
+        msg += "; indent with spaces, YAML does not allow tabs there"
+    return SpecError(error(_mark_loc(display, mark), msg))
+
+
+def parse_yaml(text: str, display: str):
+    """Parse YAML text into located plain values (LocDict / LocList / LocStr / int / ...)."""
+    # Pass 1: the (iterative) event parser bounds depth and size before the (recursive)
+    # composer runs, and catches multi-document streams with a precise location.
+    depth = events = docs = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            events += 1
+            if events > MAX_EVENTS:
+                raise SpecError(error(_mark_loc(display, event.start_mark), "document too large"))
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise SpecError(
+                        error(_mark_loc(display, event.start_mark),
+                              f"nesting deeper than {MAX_DEPTH} levels")
+                    )
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+            elif isinstance(event, yaml.DocumentStartEvent):
+                docs += 1
+                if docs > 1:
+                    raise SpecError(
+                        error(_mark_loc(display, event.start_mark),
+                              "more than one YAML document ('---'): a spec file holds exactly one")
+                    )
+    except yaml.YAMLError as exc:
+        raise _yaml_error(display, exc) from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        raise _yaml_error(display, exc) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise SpecError(error(Location(display, 1, 1), "the file holds no YAML document (empty, or comments only)"))
+    conv = _Converter(display)
+    value = conv.convert(node)
+    if conv.diags:
+        raise SpecError(conv.diags)
+    return value
+
+
+def read_yaml(path: str, display: str | None = None):
+    display = display or path
+    return parse_yaml(read_text(path, display), display)
