@@ -1,0 +1,210 @@
+"""`archc`: validate specs, print the schema, build models.
+
+Exit codes: 0 ok; 1 a spec (or a file it references) is wrong; 2 usage error (bad option,
+missing or unreadable top-level path); 3 internal error (a bug: the traceback only with
+--debug). Diagnostics go to stderr as `path:line:col: error: message`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import Optional
+
+from .errors import Diagnostic, Location, SpecError, UsageError
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors are usage errors: exit 2, no traceback
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1 or max(parts) > 4096:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with sizes in 1..4096, got {text!r}")
+    return parts[0], parts[1]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="archc", description="Compile neural-network architectures written as YAML.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    v = sub.add_parser("validate", help="check specs against the paper's numbers and their own promises")
+    v.add_argument("specs", nargs="+", metavar="SPEC", help="spec files, or shipped spec names")
+    v.add_argument("--json", action="store_true", help="a JSON array on stdout, one object per spec")
+    v.add_argument("--input-size", type=_size, metavar="HxW", help="try another input size")
+    v.add_argument("--error-format", choices=["text", "github"], default="text",
+                   help="github: GitHub Actions annotations")
+    v.add_argument("--root", help="spec root (default: nearest directory with a .archc-root file)")
+
+    s = sub.add_parser("schema", help="print the JSON Schema of spec files")
+    s.add_argument("-o", "--output", help="write to a file instead of stdout")
+
+    b = sub.add_parser("build", help="compile a spec to a PyTorch module or an ONNX graph")
+    b.add_argument("spec", metavar="SPEC")
+    b.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    b.add_argument("-o", "--output", help="output file (default: <spec name>.py / .pt2 / .onnx)")
+    b.add_argument("--format", choices=["py", "pt2"], default=None,
+                   help="torch: generated source (py, default) or a torch.export program (pt2)")
+    b.add_argument("--weights", help="checkpoint: .safetensors (or a .pt/.pth state_dict)")
+    b.add_argument("--num-classes", type=int, help="a fresh classifier with this many outputs")
+    b.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    b.add_argument("--input-size", type=_size, metavar="HxW",
+                   help="onnx: fix the spatial size (default: dynamic)")
+    b.add_argument("--opset", type=int, default=None, help="onnx opset (default 18)")
+    b.add_argument("--optimize", action="store_true", help="inference optimizations (BN folding, ...)")
+    b.add_argument("--error-format", choices=["text", "github"], default="text")
+    b.add_argument("--root", help="spec root")
+
+    sub.add_parser("list", help="list the shipped specs")
+    return p
+
+
+def _emit(diags: list[Diagnostic], fmt: str) -> None:
+    for d in diags:
+        print(d.format_github() if fmt == "github" else d.format(), file=sys.stderr)
+
+
+def _check_path(spec: str) -> None:
+    from .spec.loader import find_named_spec
+
+    if os.path.exists(spec):
+        if os.path.isdir(spec):
+            raise UsageError(f"{spec}: is a directory (give spec files, e.g. {spec}/*.yaml)")
+        return
+    if find_named_spec(spec) is None:
+        raise UsageError(f"{spec}: no such file, and no shipped spec of that name (see 'archc list')")
+
+
+def cmd_validate(args) -> int:
+    from . import load_spec
+
+    for spec in args.specs:
+        _check_path(spec)
+    results, status = [], EXIT_OK
+    for path in args.specs:
+        try:
+            spec = load_spec(path, root=args.root, input_size=args.input_size)
+        except SpecError as exc:
+            status = EXIT_SPEC
+            _emit(exc.diagnostics, args.error_format)
+            results.append({"spec": path, "name": None, "valid": False,
+                            "diagnostics": [d.to_json() for d in exc.diagnostics]})
+            if not args.json:
+                print(f"{path}: invalid ({len(exc.errors)} error{'s' * (len(exc.errors) != 1)})")
+            continue
+        a = spec.analysis
+        _emit(list(a.diagnostics), args.error_format)
+        results.append(a.to_json())
+        if not args.json:
+            print(format_table(a))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return status
+
+
+def format_table(a) -> str:
+    from .ir.ops import fmt_shape
+
+    head = (f"{a.spec.path}: {a.spec.name} ok   input {fmt_shape(a.input_shape)} -> "
+            f"{fmt_shape(a.output_shape)}   layers {a.layers}   params {a.params:,}   "
+            f"MACs {a.macs / 1e9:.3f} G   min input {a.min_input}x{a.min_input}")
+    rows = [f"  {'stage':<28} {'output':>12} {'layers':>7} {'params':>12}"]
+    for s in a.stages:
+        name = s.name + (" (aux, training only)" if s.kind == "aux" else "")
+        rows.append(f"  {name:<28} {fmt_shape(s.shape):>12} {s.layers:>7} {s.params:>12,}")
+    return "\n".join([head, *rows])
+
+
+def cmd_schema(args) -> int:
+    from .spec.model import json_schema
+    from .util import atomic_write_text
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.output:
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from .spec.loader import package_specs_dir, shipped_spec_names
+
+    print(f"shipped specs ({package_specs_dir()}):")
+    for name in shipped_spec_names():
+        print(f"  {name}")
+    return EXIT_OK
+
+
+def cmd_build(args) -> int:
+    from . import load_spec
+
+    _check_path(args.spec)
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise UsageError(f"--weights {args.weights}: no such file")
+    if args.num_classes is not None and not (1 <= args.num_classes <= 1_000_000):
+        raise UsageError("--num-classes must be between 1 and 1000000")
+    try:
+        spec = load_spec(args.spec, root=args.root)
+    except SpecError as exc:
+        _emit(exc.diagnostics, args.error_format)
+        return EXIT_SPEC
+    from .backends import cli_build
+
+    try:
+        written = cli_build(spec, args)
+    except SpecError as exc:
+        _emit(exc.diagnostics, args.error_format)
+        return EXIT_SPEC
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    handlers = {"validate": cmd_validate, "schema": cmd_schema, "build": cmd_build, "list": cmd_list}
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"archc: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SpecError as exc:
+        _emit(exc.diagnostics, getattr(args, "error_format", "text"))
+        return EXIT_SPEC
+    except KeyboardInterrupt:
+        print("archc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception:  # noqa: BLE001 - the contract: never a traceback unless --debug
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print("archc: internal error: this is a bug, please report it (run with --debug "
+                  "for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
