@@ -84,6 +84,7 @@ class Spec:
     classes: int
     preprocess: m.Preprocess
     defaults: m.Defaults
+    init: m.Init
     blocks: dict  # name -> BlockDef
     network: list  # [Stage]
     head: list  # [Item]
@@ -425,6 +426,7 @@ def _merge(loader: _Loader, sf: m.SpecFile, display: str, blocks: dict, base: Op
         classes=classes if classes is not None else 1000,
         preprocess=pick("preprocess") or m.Preprocess(),
         defaults=defaults,
+        init=pick("init") or m.Init(),
         blocks=all_blocks,
         network=list(network or []),
         head=list(sf.head if sf.head is not None else (base.head if base else []) or []),

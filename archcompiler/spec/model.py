@@ -404,6 +404,17 @@ class Preprocess(Located):
     interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
 
 
+class Init(Located):
+    """How fresh weights are drawn (what the reference code does for this model)."""
+
+    scheme: Literal["torch_default", "trunc_normal"] = Field(
+        "torch_default", description="torch_default: PyTorch's layer defaults (kaiming-uniform, "
+        "a=sqrt(5)); trunc_normal: N(0, std) truncated to [-2, 2] (torchvision Inception3)")
+    std: Union[StrictFloat, StrictInt] = 0.1
+    overrides: dict[StrictStr, Union[StrictFloat, StrictInt]] = Field(
+        default_factory=dict, description="node-name prefix -> std (trunc_normal only)")
+
+
 class Expect(Located):
     layers: Optional[StrictInt] = None
     params: Optional[StrictInt] = None
@@ -447,6 +458,7 @@ class SpecFile(Located):
     network: Optional[Annotated[list[Stage], Field(min_length=1)]] = None
     head: Optional[Annotated[list[Item], Field(min_length=1)]] = None
     aux: list[AuxHead] = Field(default_factory=list)
+    init: Optional[Init] = None
     expect: Optional[Expect] = None
     checkpoints: dict[Name, CheckpointFormat] = Field(default_factory=dict)
 
@@ -472,7 +484,7 @@ def all_field_names() -> set[str]:
     names: set[str] = set()
     for m in (ConvOp, PoolOp, GlobalPoolOp, DropoutOp, LinearOp, ReluOp, ConcatItem, SeqItem,
               ResidualBody, ResidualItem, BlockRef, BlockDef, Stage, AuxHead, ConvDefaults,
-              AvgPoolDefaults, Defaults, Preprocess, Expect, CheckpointFormat, SpecFile):
+              AvgPoolDefaults, Defaults, Preprocess, Init, Expect, CheckpointFormat, SpecFile):
         for fname, f in m.model_fields.items():
             names.add(f.alias or fname)
     return names
