@@ -64,9 +64,12 @@ class OpDef:
         """An nn.Module holding this op's parameters, or None for a function call."""
         return None
 
-    def torch_function(self, torch, attrs: Mapping):
-        """For module-less ops: a callable taking the input tensors."""
-        raise NotImplementedError(self.name)
+    def torch_emit(self, graph, torch, node, args: list):
+        """Add this op to a torch.fx graph; returns the fx node of its output.
+
+        Ops with a module are called by their (qualified) node name; functional ops
+        override this."""
+        return graph.call_module(node.name, tuple(args))
 
     def describe(self, attrs: Mapping) -> str:
         return self.name
@@ -175,12 +178,10 @@ class GlobalAvgPool(OpDef):
         c, _, _ = _spatial(ins[0], "global_avgpool")
         return (c,)
 
-    def torch_function(self, torch, attrs):
-        return _global_avgpool
-
-
-def _global_avgpool(x):
-    return x.mean((2, 3))
+    def torch_emit(self, graph, torch, node, args):
+        # as timm's SelectAdaptivePool2d('avg', flatten=True): any input size
+        pooled = graph.call_function(torch.nn.functional.adaptive_avg_pool2d, (args[0], 1))
+        return graph.call_function(torch.flatten, (pooled, 1))
 
 
 class Dropout(OpDef):
@@ -234,13 +235,8 @@ class Concat(OpDef):
                 )
         return (sum(s[0] for s in ins), *first[1:])
 
-    def torch_function(self, torch, attrs):
-        cat = torch.cat
-
-        def concat(*xs):
-            return cat(xs, 1)
-
-        return concat
+    def torch_emit(self, graph, torch, node, args):
+        return graph.call_function(torch.cat, (list(args), 1))
 
 
 class ScaleAdd(OpDef):
@@ -257,13 +253,12 @@ class ScaleAdd(OpDef):
             )
         return x
 
-    def torch_function(self, torch, attrs):
-        scale = attrs["scale"]
+    def torch_emit(self, graph, torch, node, args):
+        import operator
 
-        def scale_add(x, r):
-            return r * scale + x  # timm's order of operations: conv2d(out) * scale + x
-
-        return scale_add
+        x, r = args  # timm's order of operations: conv2d(out) * scale + x
+        scaled = graph.call_function(operator.mul, (r, node.attrs["scale"]))
+        return graph.call_function(operator.add, (scaled, x))
 
 
 OPS: dict[str, OpDef] = {

@@ -1,0 +1,153 @@
+"""PyTorch backend: `archcompiler.build(spec, backend="torch")` and `archc build --backend torch`.
+
+- `build(...)` returns an `ArchcModel` (nn.Module) built from the IR through torch.fx.
+- `generate_source(...)` writes a readable, self-contained .py (one class per block
+  template) that builds the very same module and imports only torch.
+- `export_pt2(...)` writes a torch.export program with a dynamic batch dimension.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Union
+
+import numpy as np
+
+from archcompiler.errors import SpecError
+from archcompiler.ir.graph import Graph
+from archcompiler.ir.lower import LowerOptions, lower
+from archcompiler.passes.checks import min_input_size
+from archcompiler.passes.shapes import infer_shapes
+from archcompiler.spec.loader import Spec
+from archcompiler.weights import (
+    LoadReport,
+    init_weights,
+    match_checkpoint,
+    read_checkpoint,
+    state_entries,
+)
+
+WeightsArg = Union[None, str, "dict[str, np.ndarray]"]
+
+
+def pretrained_cfg(spec: Spec, classes: int) -> dict:
+    pp = spec.preprocess
+    return {
+        "architecture": spec.name,
+        "title": spec.title,
+        "source": spec.source,
+        "spec_file": spec.path,
+        "input_size": tuple(spec.input_shape),
+        "mean": tuple(pp.mean),
+        "std": tuple(pp.std),
+        "crop_pct": pp.crop_pct,
+        "interpolation": pp.interpolation,
+        "num_classes": classes,
+    }
+
+
+def feature_outputs(graph: Graph, shapes: dict) -> tuple[str, ...]:
+    """features=True: the last trunk stage at each spatial size from stride 8 on
+    (the 35x35, 17x17 and 8x8 grids at 299x299), like timm's features_only."""
+    trunk = [s for s in graph.stages if s.kind == "trunk"]
+    limit = graph.input_shape[1] / 8
+    picked = []
+    for i, st in enumerate(trunk):
+        shape = shapes[st.output]
+        nxt = shapes[trunk[i + 1].output] if i + 1 < len(trunk) else None
+        if len(shape) == 3 and shape[1] <= limit and (nxt is None or nxt[1:] != shape[1:]):
+            picked.append(st.output)
+    return tuple(picked)
+
+
+def prepare(spec: Spec, num_classes: Optional[int] = None, features: bool = False,
+            aux: Optional[bool] = None):
+    """Spec -> (graph, shapes) for the requested configuration."""
+    graph = lower(spec, LowerOptions(classes=num_classes, features=features, aux=aux))
+    shapes, problems = infer_shapes(graph)
+    if problems:
+        raise SpecError([spec.diag(p.node.loc, p.message) for p in problems])
+    if features:
+        from dataclasses import replace
+
+        graph = replace(graph, outputs=feature_outputs(graph, shapes), aux_outputs=())
+    return graph, shapes
+
+
+def resolve_weights(spec: Spec, graph: Graph, shapes: dict, weights: WeightsArg, seed: int,
+                    num_classes: Optional[int]) -> tuple[dict, Optional[LoadReport]]:
+    """Our-named numpy state for the graph: fresh (seeded), from a dict, or a checkpoint."""
+    entries = state_entries(graph, shapes)
+    state = init_weights(spec, graph, shapes, seed)
+    if weights is None:
+        return state, None
+    replaceable = set()
+    if num_classes is not None and num_classes != spec.classes:
+        # a fresh classifier: the checkpoint's head (and aux head) is skipped
+        heads = {st.name for st in graph.stages if st.kind in ("head", "aux")}
+        replaceable = {e.name for e in entries if e.op == "linear"
+                       and next(n for n in graph.nodes if n.name == e.node).stage in heads}
+    if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
+        path = str(weights)
+        ckpt = read_checkpoint(path)
+    else:
+        path, ckpt = "<weights dict>", {k: np.asarray(v) for k, v in dict(weights).items()}
+    loaded, report = match_checkpoint(spec, entries, ckpt, path, replaceable)
+    state.update(loaded)
+    if report.skipped:
+        warnings.warn(f"{spec.name}: {report.notes[0]} (num_classes={num_classes})", stacklevel=3)
+    return state, report
+
+
+def load_numpy_state(model, state: dict) -> None:
+    import torch
+
+    own = model.state_dict()
+    with torch.no_grad():
+        for name, value in state.items():
+            own[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Optional[int] = None,
+          features: bool = False, aux: Optional[bool] = None, optimize: bool = False):
+    """A torch.nn.Module for the spec.
+
+    weights: None (fresh, seeded, as the reference code initialises), a checkpoint path
+    (.safetensors; .pt/.pth via torch.load(weights_only=True); timm names detected from
+    the keys), or a dict of arrays in our naming. num_classes: a fresh classifier of that
+    size (the checkpoint's is skipped, with a warning). features: return the 35/17/8-grid
+    stage outputs instead of logits. optimize: inference passes (the module is put in
+    eval mode). The module is returned in training mode, like any fresh nn.Module."""
+    from .module import ArchcModel
+
+    graph, shapes = prepare(spec, num_classes, features, aux)
+    state, report = resolve_weights(spec, graph, shapes, weights, seed, num_classes)
+    if optimize:
+        from archcompiler.passes.optimize import optimize_for_inference
+
+        graph, state = optimize_for_inference(graph, state, shapes)
+        shapes, _ = infer_shapes(graph)
+    classes = num_classes if num_classes is not None else spec.classes
+    model = ArchcModel(graph, shapes, pretrained_cfg(spec, classes), min_input_size(graph),
+                       features=features)
+    load_numpy_state(model, state)
+    model.load_report = report
+    if optimize:
+        model.eval()
+    return model
+
+
+def cli_build(spec: Spec, args) -> list[str]:
+    from .codegen import write_source
+    from .export import export_pt2
+
+    fmt = args.format or ("pt2" if (args.output or "").endswith(".pt2") else "py")
+    if fmt == "pt2":
+        out = args.output or f"{spec.name}.pt2"
+        model = build(spec, weights=args.weights, seed=args.seed, num_classes=args.num_classes,
+                      optimize=args.optimize)
+        export_pt2(model, out)
+        return [out]
+    out = args.output or f"{spec.name}.py"
+    return write_source(spec, out, weights=args.weights, seed=args.seed,
+                        num_classes=args.num_classes)
