@@ -22,20 +22,33 @@ class Diagnostic:
     location: Location
     message: str
     severity: str = "error"  # "error" | "warning"
-    # The spec file that was being validated, when the problem lies in a file it includes.
+    # The spec file that was being validated, when the problem lies in a file it includes:
+    # the chain of include sites, innermost first ("note: included from here").
     via: tuple[Location, ...] = field(default=())
+    # Further context, printed after the message as `file:line:col: note: text` (e.g. the
+    # stage that instantiated the block template where the problem lies).
+    notes: tuple[tuple[Location, str], ...] = field(default=())
+
+    def all_notes(self) -> list[tuple[Location, str]]:
+        return [*self.notes, *((loc, "included from here") for loc in self.via)]
 
     def format(self) -> str:
         text = f"{self.location}: {self.severity}: {self.message}"
-        for loc in self.via:
-            text += f"\n{loc}: note: included from here"
+        for loc, note in self.all_notes():
+            text += f"\n{loc}: note: {note}"
         return text
 
     def format_github(self) -> str:
+        """A GitHub Actions workflow command (`::error file=..,line=..,col=..::message`)."""
         kind = "error" if self.severity == "error" else "warning"
-        msg = self.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        msg = self.message
+        for loc, note in self.all_notes():
+            msg += f"\n{loc}: {note}"
+        msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        file = (self.location.file.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+                .replace(":", "%3A").replace(",", "%2C"))
         return (
-            f"::{kind} file={self.location.file},line={self.location.line},"
+            f"::{kind} file={file},line={self.location.line},"
             f"col={self.location.column}::{msg}"
         )
 
@@ -46,6 +59,8 @@ class Diagnostic:
             "column": self.location.column,
             "severity": self.severity,
             "message": self.message,
+            "notes": [{"file": loc.file, "line": loc.line, "column": loc.column, "message": note}
+                      for loc, note in self.all_notes()],
         }
 
 

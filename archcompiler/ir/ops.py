@@ -71,8 +71,24 @@ class OpDef:
         override this."""
         return graph.call_module(node.name, tuple(args))
 
+    # -- ONNX backend ----------------------------------------------------------------
+    def onnx_lower(self, g, node, inputs: list[str]) -> str:
+        """Emit this op's ONNX nodes through `g`, the backend's graph builder, and return
+        the name of the value holding the result. `inputs` are the value names of
+        node.inputs. The builder (archcompiler.backends.onnx) offers
+        `g.node(op_type, inputs, suffix=None, **attributes) -> output name` (the ONNX node
+        and its output are named node.name, or node.name + "/" + suffix for helper nodes),
+        `g.param(pname) -> initializer name` (`<node>.<pname>`, from the weights) and
+        `g.const(pname, values) -> initializer name` (a float32 constant)."""
+        raise NotImplementedError(f"op {self.name!r} has no ONNX lowering")
+
     def describe(self, attrs: Mapping) -> str:
         return self.name
+
+
+def _onnx_pads(padding) -> list[int]:
+    ph, pw = padding
+    return [ph, pw, ph, pw]  # ONNX: begins of all spatial axes, then ends
 
 
 class Conv2d(OpDef):
@@ -104,6 +120,13 @@ class Conv2d(OpDef):
                          stride=tuple(attrs["stride"]), padding=tuple(attrs["padding"]),
                          groups=attrs["groups"], bias=attrs["bias"])
 
+    def onnx_lower(self, g, node, inputs):
+        a = node.attrs
+        params = [g.param("weight")] + ([g.param("bias")] if a["bias"] else [])
+        return g.node("Conv", [inputs[0], *params], kernel_shape=list(a["kernel"]),
+                      strides=list(a["stride"]), pads=_onnx_pads(a["padding"]),
+                      dilations=[1, 1], group=a["groups"])
+
     def describe(self, attrs):
         (kh, kw), (sh, sw) = attrs["kernel"], attrs["stride"]
         s = f"{kh}x{kw}" + (f"/{sh}" if (sh, sw) != (1, 1) else "") + f" {attrs['out_channels']}"
@@ -126,6 +149,12 @@ class BatchNorm(OpDef):
     def torch_module(self, nn, attrs, ins):
         return nn.BatchNorm2d(ins[0][0], eps=attrs["eps"], momentum=attrs["momentum"])
 
+    def onnx_lower(self, g, node, inputs):
+        # inference form: running statistics (momentum only matters in training)
+        return g.node("BatchNormalization", [inputs[0], g.param("weight"), g.param("bias"),
+                                             g.param("running_mean"), g.param("running_var")],
+                      epsilon=float(node.attrs["eps"]))
+
 
 class ReLU(OpDef):
     name = "relu"
@@ -136,6 +165,9 @@ class ReLU(OpDef):
 
     def torch_module(self, nn, attrs, ins):
         return nn.ReLU(inplace=True)
+
+    def onnx_lower(self, g, node, inputs):
+        return g.node("Relu", inputs)
 
 
 class _Pool(OpDef):
@@ -159,6 +191,11 @@ class MaxPool(_Pool):
         return nn.MaxPool2d(tuple(attrs["kernel"]), stride=tuple(attrs["stride"]),
                             padding=tuple(attrs["padding"]))
 
+    def onnx_lower(self, g, node, inputs):
+        a = node.attrs
+        return g.node("MaxPool", inputs, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
+                      pads=_onnx_pads(a["padding"]), ceil_mode=0)
+
 
 class AvgPool(_Pool):
     name = "avgpool"
@@ -169,6 +206,12 @@ class AvgPool(_Pool):
                             padding=tuple(attrs["padding"]),
                             count_include_pad=attrs["count_include_pad"])
 
+    def onnx_lower(self, g, node, inputs):
+        a = node.attrs
+        return g.node("AveragePool", inputs, kernel_shape=list(a["kernel"]),
+                      strides=list(a["stride"]), pads=_onnx_pads(a["padding"]), ceil_mode=0,
+                      count_include_pad=int(bool(a["count_include_pad"])))
+
 
 class GlobalAvgPool(OpDef):
     name = "global_avgpool"
@@ -177,6 +220,10 @@ class GlobalAvgPool(OpDef):
     def infer_shape(self, attrs, ins):
         c, _, _ = _spatial(ins[0], "global_avgpool")
         return (c,)
+
+    def onnx_lower(self, g, node, inputs):
+        pooled = g.node("GlobalAveragePool", inputs, suffix="pool")  # N x C x 1 x 1
+        return g.node("Flatten", [pooled], axis=1)  # N x C
 
     def torch_emit(self, graph, torch, node, args):
         # as timm's SelectAdaptivePool2d('avg', flatten=True): any input size
@@ -193,6 +240,9 @@ class Dropout(OpDef):
 
     def torch_module(self, nn, attrs, ins):
         return nn.Dropout(attrs["p"])
+
+    def onnx_lower(self, g, node, inputs):
+        return inputs[0]  # identity at inference: no node
 
 
 class Linear(OpDef):
@@ -220,6 +270,10 @@ class Linear(OpDef):
     def torch_module(self, nn, attrs, ins):
         return nn.Linear(ins[0][0], attrs["out_features"], bias=attrs["bias"])
 
+    def onnx_lower(self, g, node, inputs):
+        params = [g.param("weight")] + ([g.param("bias")] if node.attrs["bias"] else [])
+        return g.node("Gemm", [inputs[0], *params], transB=1)  # x @ W^T + b
+
 
 class Concat(OpDef):
     name = "concat"
@@ -234,6 +288,9 @@ class Concat(OpDef):
                     f"{fmt_shape(s)}; the spatial sizes of concatenated branches must agree"
                 )
         return (sum(s[0] for s in ins), *first[1:])
+
+    def onnx_lower(self, g, node, inputs):
+        return g.node("Concat", inputs, axis=1)
 
     def torch_emit(self, graph, torch, node, args):
         return graph.call_function(torch.cat, (list(args), 1))
@@ -252,6 +309,13 @@ class ScaleAdd(OpDef):
                 f"projection output {x[0]} channels"
             )
         return x
+
+    def onnx_lower(self, g, node, inputs):
+        x, r = inputs
+        scale = float(node.attrs["scale"])
+        if scale != 1.0:  # as torch computes it: r * scale + x
+            r = g.node("Mul", [r, g.const("scale", [scale])], suffix="scale")
+        return g.node("Add", [r, x])
 
     def torch_emit(self, graph, torch, node, args):
         import operator

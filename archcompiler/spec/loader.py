@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 
 from ..errors import Diagnostic, Location, SpecError, error, warning
 from . import model as m
-from .yaml_io import LocDict, LocList, read_yaml
+from .yaml_io import LocDict, LocList, UnreadableFile, read_yaml, type_name
 
 ROOT_MARKER = ".archc-root"
 MAX_INCLUDE_DEPTH = 16
@@ -129,10 +130,22 @@ def _field_names() -> set:
     return _FIELD_NAMES
 
 
+def _join(path: str, part) -> str:
+    if isinstance(part, int):
+        return f"{path}[{part}]"
+    return f"{path}.{part}" if path else str(part)
+
+
+_STAGE_PATH = re.compile(r"(network|aux)\[\d+\]\Z")
+
+
 def _locate(raw, loc_parts, file: str):
     """Walk pydantic's error location through the raw YAML data.
 
-    Returns (Location, user-facing field path, the parts that did not match data)."""
+    pydantic's locations mix the user's keys and indices with internal union tags
+    ('conv', 'list[int]', 'function-wrap[...]'); only what matches the data is kept.
+    Returns (Location, user-facing field path, field names below the data: a missing
+    field, or a field of a parsed op string)."""
     cur, where = raw, getattr(raw, "loc", Location(file))
     path = ""
     parts = list(loc_parts)
@@ -141,22 +154,27 @@ def _locate(raw, loc_parts, file: str):
     while i < len(parts):
         part = parts[i]
         nxt = parts[i + 1] if i + 1 < len(parts) else None
-        # union tags: ('op', 'conv', ...) and ('concat', 'concat', ...)
-        if part == "op" and nxt in m.OP_NAMES and isinstance(cur, dict) and cur.get("op") == nxt:
+        # union tags: ('op', 'conv', ...) for ops (also parsed op strings), and
+        # ('concat', 'concat', ...) for the item kind followed by the field of that name
+        if (part == "op" and nxt in m.OP_NAMES
+                and (isinstance(cur, str) or (isinstance(cur, dict) and cur.get("op") == nxt))):
             i += 2
             continue
-        if isinstance(part, str) and part == nxt and isinstance(cur, dict):
+        if (isinstance(part, str) and part in m.ITEM_KEYS and isinstance(cur, dict)
+                and m._item_kind(cur) == part and (nxt == part or nxt in ("name", "with"))
+                and not _STAGE_PATH.match(path)):  # a stage is not a union: no tags
             i += 1
             continue
         if isinstance(cur, LocDict) and isinstance(part, str) and part in cur:
             where = cur.key_locs.get(part, where)
-            path += ("." if path else "") + part
+            path = _join(path, part)
             cur = cur[part]
         elif isinstance(cur, LocList) and isinstance(part, int) and 0 <= part < len(cur):
             where = cur.item_locs[part]
-            path += f"[{part}]"
+            path = _join(path, part)
             cur = cur[part]
-        elif isinstance(part, str) and (part in _field_names() or part == "with"):
+        elif (isinstance(part, str) and (part in _field_names() or part == "with")
+              and part not in m.OP_NAMES):
             rest.append(part)  # a field absent from the data (missing) or from a parsed string
         # anything else is an internal tag (union member names): skipped
         i += 1
@@ -165,57 +183,149 @@ def _locate(raw, loc_parts, file: str):
     return where, path, rest
 
 
-def _message(err: dict, rest: list) -> str:
-    kind, msg = err["type"], err["msg"]
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "is_instance_of": "a $parameter expression",
+}
+_TYPE_ERRORS = set(_EXPECTED) | {"literal_error", "union_tag_invalid", "union_tag_not_found"}
+
+
+def _is_pair_length_error(err: dict) -> bool:
+    ctx = err.get("ctx") or {}
+    return err["type"] in ("too_short", "too_long") and 2 in (ctx.get("min_length"), ctx.get("max_length"))
+
+
+def _type_only(errs: list) -> bool:
+    return all(e["type"] in _TYPE_ERRORS or _is_pair_length_error(e) for e in errs)
+
+
+def _describe(value) -> str:
+    """`got ...` wording for a YAML value."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if value is None:
+        return "null (an empty value)"
+    if isinstance(value, str):
+        text = value if len(value) <= 60 else value[:57] + "..."
+        return f"the string {text!r}"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        text = repr(list(value))
+        return f"the list {text}" if len(text) <= 60 else f"a list of {len(value)} items"
+    return type_name(value)
+
+
+def _clean(msg: str) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
-    inp = err.get("input")
-    if kind == "extra_forbidden":
-        key = rest[-1] if rest else "?"
-        close = difflib.get_close_matches(str(key), sorted(_field_names()), n=1)
+    return msg
+
+
+def _group_message(errs: list, rest: list) -> str:
+    """One message for the errors pydantic reports at one place (a union gives several)."""
+    kinds = [e["type"] for e in errs]
+    first = errs[0]
+    inp = first.get("input")
+    if "extra_forbidden" in kinds:
+        extra = next(e for e in errs if e["type"] == "extra_forbidden")
+        key = str(extra["loc"][-1]) if extra["loc"] else "?"
+        close = difflib.get_close_matches(key, sorted(_field_names()), n=1)
         return f"unknown field {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-    if kind == "missing":
-        return f"missing required field {rest[-1]!r}" if rest else "missing required field"
-    if kind in ("int_type", "float_type") and isinstance(inp, bool):
-        return f"expected a number, got the boolean {str(inp).lower()}"
-    if kind == "int_type" and isinstance(inp, str):
-        return f"expected an integer, got the string {inp!r}" + (
-            " (write numbers without quotes)" if inp.strip().lstrip("-").isdigit() else "")
-    if kind == "int_type" and isinstance(inp, float):
-        return f"expected an integer, got {inp}"
-    if kind == "literal_error":
-        return msg.replace("Input should be", "expected")
-    if kind == "string_pattern_mismatch" and isinstance(inp, str):
+    if "missing" in kinds:
+        field = rest[-1] if rest else str(first["loc"][-1])
+        return f"missing required field {field!r}"
+    for e in errs:  # our own validators say precisely what is wrong
+        if e["type"] in ("value_error", "assertion_error"):
+            return _clean(e["msg"])
+    if "union_tag_invalid" in kinds or "union_tag_not_found" in kinds:
+        return ("expected an op string like 'conv 3x3 64', or a mapping with one of: "
+                + ", ".join(m.ITEM_KEYS) + f"; got {_describe(inp)}")
+    if "string_pattern_mismatch" in kinds and isinstance(inp, str):
+        msg = next(e["msg"] for e in errs if e["type"] == "string_pattern_mismatch")
         if "x[0-9]" in msg:
             return f"expected a shape written CxHxW like 384x35x35, got {inp!r}"
         if "A-Za-z_" in msg:
-            return f"{inp!r} is not a valid name (letters, digits and '_', not starting with a digit)"
-    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        return ("expected an op string like 'conv 3x3 64', or a mapping with one of: "
-                + ", ".join(m.ITEM_KEYS))
-    msg = msg.replace("Input should be", "expected")
-    if rest and kind not in ("value_error",):
-        msg = f"{rest[-1]}: {msg}"
+            return (f"{inp!r} is not a valid name (letters, digits and '_', not starting with a "
+                    "digit)")
+        if "^\\$" in msg:
+            return f"expected a $parameter expression, got {inp!r}"
+    if _type_only(errs):
+        wanted: list[str] = []
+        for e in errs:
+            if e["type"] == "literal_error":
+                w = e["msg"].replace("Input should be ", "")
+            elif _is_pair_length_error(e):
+                w = "a list of 2 integers"
+            else:
+                w = _EXPECTED.get(e["type"], "")
+            if w and w not in wanted:
+                wanted.append(w)
+        if "a list of 2 integers" in wanted and "a list" in wanted:
+            wanted.remove("a list")
+        if "a number" in wanted and "an integer" in wanted:
+            wanted.remove("an integer")
+        expected = ", ".join(wanted[:-1]) + (" or " if len(wanted) > 1 else "") + wanted[-1]
+        msg = f"expected {expected}, got {_describe(inp)}"
+        if isinstance(inp, str) and inp.strip().lstrip("+-").replace(".", "", 1).isdigit():
+            msg += " (numbers are written without quotes)"
+        elif "literal_error" in kinds and isinstance(inp, str):
+            options = [o.strip("'") for o in expected.replace(" or ", ", ").split(", ")]
+            close = difflib.get_close_matches(inp, options, n=1)
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
+        return msg
+    err = next((e for e in errs if e["type"] not in _TYPE_ERRORS), first)
+    msg = _clean(err["msg"])
+    if msg.startswith("Input should be "):
+        msg = "must be " + msg[len("Input should be "):] + f", got {_describe(err.get('input'))}"
+    elif err["type"] == "too_short" and (err.get("ctx") or {}).get("min_length") == 1:
+        msg = "must not be empty"
     return msg
 
 
 def validation_diagnostics(exc: ValidationError, raw, file: str) -> list[Diagnostic]:
-    errs = exc.errors()
-    by_path: dict = {}
-    for err in errs:
+    """pydantic's errors -> `path:line:col: error: <field path>: message` diagnostics."""
+    groups: dict = {}
+    for err in exc.errors():
         where, path, rest = _locate(raw, err["loc"], file)
-        key = (path, tuple(rest))
-        by_path.setdefault(key, []).append((err, where, path, rest))
+        if err["type"] == "extra_forbidden":
+            # the unknown key is part of the data path: report it under its parent
+            path = path.rsplit(".", 1)[0] if "." in path else ("" if path == str(err["loc"][-1]) else path)
+            rest = []
+        key = (path, tuple(rest) if err["type"] != "missing" else ("missing", *rest))
+        groups.setdefault(key, {"where": where, "errs": [], "path": path, "rest": rest})
+        groups[key]["errs"].append(err)
+    # A union reports every member's complaint. When some member got further into the
+    # data (an error deeper down), the shallow "wrong type" complaints are noise.
+    paths = [g["path"] for g in groups.values() if not _type_only(g["errs"])]
     out = []
-    for items in by_path.values():
-        useful = [x for x in items if x[0]["type"] != "is_instance_of"] or items
-        err, where, path, rest = useful[0]
-        msg = _message(err, rest)
-        if err["type"] == "is_instance_of":
-            msg = "expected a number or a $parameter expression"
-        label = path + ("." + ".".join(rest[:-1]) if len(rest) > 1 else "")
-        out.append(error(where, f"{label}: {msg}" if label else msg))
+    for g in groups.values():
+        path, rest = g["path"], g["rest"]
+        if _type_only(g["errs"]) and any(
+                p != path and (p.startswith(path + ".") or p.startswith(path + "[") or not path)
+                for p in paths):
+            continue
+        msg = _group_message(g["errs"], rest)
+        label = path
+        kinds = {e["type"] for e in g["errs"]}
+        if "missing" in kinds:
+            label = ".".join([label, *rest[:-1]]) if rest[:-1] else label
+        elif rest and not kinds & {"value_error", "extra_forbidden", "union_tag_invalid",
+                                   "union_tag_not_found"}:
+            msg = f"{rest[-1]}: {msg}"
+        out.append(error(g["where"], f"{label}: {msg}" if label else msg))
     return out
 
 

@@ -68,7 +68,7 @@ ActP = Annotated[Union[Literal["relu", "none"], Expr],
                  BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
                                  json_schema_input_type=Union[Literal["relu", "none"], ExprText])]
 BoolP = Annotated[Union[StrictBool, Expr],
-                  BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) else v,
+                  BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
                                   json_schema_input_type=Union[StrictBool, ExprText])]
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
 
@@ -207,20 +207,28 @@ class BlockRef(Located):
     with_: dict[Name, Union[Scalar, Expr]] = Field(default_factory=dict, alias="with")
     name: Optional[Name] = None
 
-    @field_validator("with_", mode="before")
+    @field_validator("with_", mode="wrap")
     @classmethod
-    def _exprs(cls, v):
-        return _with_values(v)
+    def _exprs(cls, v, handler):
+        return _with_values(v, handler)
 
 
-def _with_values(v):
+def _with_values(v, handler):
+    """Parameter values: `$...` strings become expressions; the validated mapping keeps
+    the YAML locations of its keys (`.key_locs`), for diagnostics about one parameter."""
     if isinstance(v, dict):
-        out = LocDict({k: (_to_expr(x) if isinstance(x, str) and x.startswith("$") else x)
-                       for k, x in v.items()})
-        out.loc = getattr(v, "loc", None)
-        out.key_locs = getattr(v, "key_locs", {})
-        return out
-    return v
+        v2 = LocDict({k: (_to_expr(x) if isinstance(x, str) and x.startswith("$") else x)
+                      for k, x in v.items()})
+        v2.loc = getattr(v, "loc", None)
+        v2.key_locs = getattr(v, "key_locs", {})
+        v = v2
+    out = handler(v)
+    if isinstance(out, dict) and isinstance(v, LocDict):
+        located = LocDict(out)
+        located.loc = v.loc
+        located.key_locs = v.key_locs
+        return located
+    return out
 
 
 ITEM_KEYS = ("op", "concat", "seq", "residual", "block")
@@ -299,10 +307,10 @@ class BlockDef(Located):
     concat: Optional[Annotated[list[Branch], Field(min_length=1)]] = None
     residual: Optional[ResidualBody] = None
 
-    @field_validator("params", mode="before")
+    @field_validator("params", mode="wrap")
     @classmethod
-    def _param_exprs(cls, v):
-        return _with_values(v)
+    def _param_exprs(cls, v, handler):
+        return _with_values(v, handler)
 
     @model_validator(mode="after")
     def _one_body(self):
@@ -342,10 +350,10 @@ class Stage(Located):
         None, description="whether features=True returns this stage's output "
                           "(default: the last stage at each spatial size)")
 
-    @field_validator("with_", mode="before")
+    @field_validator("with_", mode="wrap")
     @classmethod
-    def _exprs(cls, v):
-        return _with_values(v)
+    def _exprs(cls, v, handler):
+        return _with_values(v, handler)
 
     @model_validator(mode="after")
     def _one_body(self):
@@ -462,10 +470,10 @@ class SpecFile(Located):
     expect: Optional[Expect] = None
     checkpoints: dict[Name, CheckpointFormat] = Field(default_factory=dict)
 
-    @field_validator("params", "set", mode="before")
+    @field_validator("params", "set", mode="wrap")
     @classmethod
-    def _exprs(cls, v):
-        return _with_values(v)
+    def _exprs(cls, v, handler):
+        return _with_values(v, handler)
 
     @field_validator("archc")
     @classmethod

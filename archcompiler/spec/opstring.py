@@ -47,8 +47,31 @@ def _number_or_expr(word: str, what: str, text: str, allow_float: bool = False):
     raise OpStringError(f"{text!r}: expected {what}, got {word!r}")
 
 
+def split_words(text: str) -> list[str]:
+    """Whitespace-separated words, except that a `$( ... )` expression is one word even
+    when it contains spaces (`conv 1x1 $(k + l)`)."""
+    words, i, n = [], 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        j, depth = i, 0
+        while j < n:
+            c = text[j]
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            elif c.isspace() and depth <= 0:
+                break
+            j += 1
+        words.append(text[i:j])
+        i = j
+    return words
+
+
 def parse_op_string(text: str) -> dict:
-    words = text.split()
+    words = split_words(text)
     if not words:
         raise OpStringError("empty op string")
     op, rest = words[0], words[1:]

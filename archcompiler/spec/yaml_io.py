@@ -21,11 +21,26 @@ import yaml
 
 from ..errors import Diagnostic, Location, SpecError, error
 
-MAX_FILE_BYTES = 1 << 20  # 1 MiB: the largest shipped spec is ~10 KiB
+# Limits (documented in docs/spec-language.md). The largest shipped spec is ~7 KiB, ~550
+# YAML events and ~600 values, so each limit leaves a margin of about 100x.
+MAX_FILE_BYTES = 1 << 20  # 1 MiB per file
 MAX_DEPTH = 64  # nesting of mappings and sequences
-MAX_NODES = 200_000  # values after alias expansion
-MAX_EVENTS = 500_000
+MAX_EVENTS = 50_000  # YAML parser events per file (scalars, collection starts and ends)
+MAX_NODES = 50_000  # values per file after alias expansion ("billion laughs" budget)
 MAX_INT = 2**53  # larger integers are refused (no channel count gets near)
+
+# libyaml (PyYAML's C extension) parses ~20x faster; the pure-Python parser is the fallback
+# and also words every syntax error, so that messages are the same with or without libyaml.
+_FAST = bool(getattr(yaml, "__with_libyaml__", False))
+
+
+class UnreadableFile(SpecError):
+    """The file itself cannot be used (missing, a directory, not a regular file, too large,
+    unreadable). A reference to such a file is reported where the reference is written."""
+
+    def __init__(self, diagnostic: Diagnostic, reason: str):
+        super().__init__(diagnostic)
+        self.reason = reason
 
 
 class LocStr(str):
@@ -49,10 +64,44 @@ def loc_of(value, default: Location) -> Location:
 class _Loader(yaml.SafeLoader):
     """SafeLoader whose resolver tags every implicit node with a marker.
 
-    A node whose tag is not a marker was tagged explicitly by the author."""
+    A node whose tag is not a marker was tagged explicitly by the author. Only the
+    parser and composer run: no constructor ever sees a node."""
 
     def resolve(self, kind, value, implicit):  # noqa: D102
         return "archc:" + kind.__name__
+
+
+if _FAST:
+
+    class _CLoader(yaml.CSafeLoader):  # type: ignore[name-defined, misc]
+        def resolve(self, kind, value, implicit):  # noqa: D102
+            return "archc:" + kind.__name__
+else:  # pragma: no cover - without libyaml
+    _CLoader = None  # type: ignore[assignment, misc]
+
+
+def _style(node):
+    """The scalar style: None for plain scalars (libyaml says '' where PyYAML says None)."""
+    return node.style or None
+
+
+def type_name(value) -> str:
+    """How a YAML value is called in messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
 
 
 _INT_DEC = re.compile(r"[-+]?[0-9]+\Z")
@@ -101,8 +150,8 @@ class _Converter:
             self.diags.append(
                 error(
                     self.loc(node),
-                    f"YAML tag {node.tag!r} is not allowed: specs use plain YAML values only "
-                    "(remove the tag)",
+                    f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')!r} is not allowed: "
+                    "specs use plain YAML values only (remove the tag); nothing was constructed",
                 )
             )
             return None
@@ -133,7 +182,13 @@ class _Converter:
             if not isinstance(knode, yaml.ScalarNode):
                 self.diags.append(error(kloc, "mapping keys must be plain strings"))
                 continue
-            if knode.value == "<<" and knode.style is None:
+            if not knode.tag.startswith("archc:") and knode.tag != "tag:yaml.org,2002:str":
+                self.diags.append(
+                    error(kloc, f"YAML tag {knode.tag.replace('tag:yaml.org,2002:', '!!')!r} is not "
+                                "allowed: specs use plain YAML values only (remove the tag)")
+                )
+                continue
+            if knode.value == "<<" and _style(knode) is None:
                 self.diags.append(
                     error(kloc, "YAML merge keys ('<<') are not supported: use a block "
                                 "template with parameters, or 'extends'")
@@ -142,7 +197,7 @@ class _Converter:
             key = self.scalar(knode, explicit_str=knode.tag == "tag:yaml.org,2002:str", is_key=True)
             if not isinstance(key, str):
                 self.diags.append(
-                    error(kloc, f"mapping key {knode.value!r} is read as {type(key).__name__}, "
+                    error(kloc, f"mapping key {knode.value!r} is read as a {type_name(key)}, "
                                 f"not a string: quote it ('{knode.value}')")
                 )
                 continue
@@ -159,7 +214,7 @@ class _Converter:
     def scalar(self, node, explicit_str: bool = False, is_key: bool = False):
         text = node.value
         loc = self.loc(node)
-        if node.style is not None or explicit_str:  # quoted or block scalar: always a string
+        if _style(node) is not None or explicit_str:  # quoted or block scalar: always a string
             s = LocStr(text)
             s.loc = loc
             return s
@@ -222,34 +277,38 @@ class _Converter:
         return value
 
 
+def _unreadable(where: Location, reason: str) -> UnreadableFile:
+    return UnreadableFile(error(where, reason), reason)
+
+
 def read_text(path: str, display: str) -> str:
     """Read a spec file as UTF-8 text, refusing anything that is not a small regular file."""
     where = Location(display, 1, 1)
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise SpecError(error(where, "no such file")) from None
-    except OSError as exc:
-        raise SpecError(error(where, f"cannot read: {exc.strerror}")) from None
+        raise _unreadable(where, "no such file") from None
+    except (OSError, ValueError) as exc:
+        raise _unreadable(where, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise SpecError(error(where, "is a directory, not a spec file"))
+        raise _unreadable(where, "is a directory, not a spec file")
     if not stat.S_ISREG(st.st_mode):
-        raise SpecError(error(where, "not a regular file (device, FIFO or socket): refused"))
+        raise _unreadable(where, "not a regular file (a device, FIFO or socket): refused")
     if st.st_size > MAX_FILE_BYTES:
-        raise SpecError(
-            error(where, f"file is {st.st_size} bytes; spec files are limited to {MAX_FILE_BYTES}")
-        )
+        raise _unreadable(where, f"file is {st.st_size} bytes; spec files are limited to "
+                                 f"{MAX_FILE_BYTES} bytes")
     try:
         # O_NONBLOCK: should the file be swapped for a FIFO after the stat, open does not hang.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
             if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise SpecError(error(where, "not a regular file: refused"))
+                raise _unreadable(where, "not a regular file (a device, FIFO or socket): refused")
             data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise SpecError(error(where, f"cannot read: {exc.strerror}")) from None
+        raise _unreadable(where, f"cannot read: {exc.strerror or exc}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise SpecError(error(where, f"file is larger than {MAX_FILE_BYTES} bytes"))
+        raise _unreadable(where, f"file is larger than {MAX_FILE_BYTES} bytes; spec files are "
+                                 f"limited to {MAX_FILE_BYTES} bytes")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -282,43 +341,66 @@ def _yaml_error(display: str, exc: yaml.YAMLError) -> SpecError:
     return SpecError(error(_mark_loc(display, mark), msg))
 
 
-def parse_yaml(text: str, display: str):
-    """Parse YAML text into located plain values (LocDict / LocList / LocStr / int / ...)."""
-    # Pass 1: the (iterative) event parser bounds depth and size before the (recursive)
-    # composer runs, and catches multi-document streams with a precise location.
+def _scan(text: str, display: str, loader_cls) -> None:
+    """Pass 1: the (iterative) event parser bounds the size and depth before the
+    (recursive) composer runs, and catches multi-document streams with a precise location."""
     depth = events = docs = 0
+    for event in yaml.parse(text, Loader=loader_cls):
+        events += 1
+        if events > MAX_EVENTS:
+            raise SpecError(
+                error(_mark_loc(display, event.start_mark),
+                      f"document too large: more than {MAX_EVENTS} YAML values and collections "
+                      "(a documented limit; specs are small, use block templates and repeat)")
+            )
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecError(
+                    error(_mark_loc(display, event.start_mark),
+                          f"nesting deeper than {MAX_DEPTH} levels (a documented limit)")
+                )
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+        elif isinstance(event, yaml.DocumentStartEvent):
+            docs += 1
+            if docs > 1:
+                raise SpecError(
+                    error(_mark_loc(display, event.start_mark),
+                          "more than one YAML document ('---'): a spec file holds exactly one")
+                )
+
+
+def _compose(text: str, loader_cls):
+    loader = loader_cls(text)
     try:
-        for event in yaml.parse(text, Loader=_Loader):
-            events += 1
-            if events > MAX_EVENTS:
-                raise SpecError(error(_mark_loc(display, event.start_mark), "document too large"))
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise SpecError(
-                        error(_mark_loc(display, event.start_mark),
-                              f"nesting deeper than {MAX_DEPTH} levels")
-                    )
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-            elif isinstance(event, yaml.DocumentStartEvent):
-                docs += 1
-                if docs > 1:
-                    raise SpecError(
-                        error(_mark_loc(display, event.start_mark),
-                              "more than one YAML document ('---'): a spec file holds exactly one")
-                    )
-    except yaml.YAMLError as exc:
-        raise _yaml_error(display, exc) from None
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-    except yaml.YAMLError as exc:
-        raise _yaml_error(display, exc) from None
+        return loader.get_single_node()
     finally:
         loader.dispose()
+
+
+def parse_yaml(text: str, display: str):
+    """Parse YAML text into located plain values (LocDict / LocList / LocStr / int / ...)."""
+    node = None
+    try:
+        if _FAST:
+            try:
+                _scan(text, display, _CLoader)
+                node = _compose(text, _CLoader)
+            except yaml.YAMLError:
+                node = None  # reparsed below by PyYAML, whose messages we word
+                _scan(text, display, _Loader)
+                node = _compose(text, _Loader)
+        else:  # pragma: no cover - without libyaml
+            _scan(text, display, _Loader)
+            node = _compose(text, _Loader)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(display, exc) from None
+    except RecursionError:  # pragma: no cover - the depth limit comes first
+        raise SpecError(error(Location(display, 1, 1), f"nesting deeper than {MAX_DEPTH} levels")) from None
     if node is None:
-        raise SpecError(error(Location(display, 1, 1), "the file holds no YAML document (empty, or comments only)"))
+        raise SpecError(error(Location(display, 1, 1),
+                              "the file holds no YAML document (it is empty, or comments only)"))
     conv = _Converter(display)
     value = conv.convert(node)
     if conv.diags:

@@ -1,0 +1,401 @@
+"""ONNX backend: `archcompiler.build(spec, backend="onnx")` and `archc build --backend onnx`.
+
+The IR is lowered straight to ONNX with `onnx.helper` (no tracing, no torch: this module
+works with torch not installed). Each IR op emits its own ONNX nodes (`OpDef.onnx_lower`
+in archcompiler/ir/ops.py) through the small builder below. ONNX node names, value names
+and initializer names are our IR names (`inception_a.0.branch2.1.conv`,
+`...conv.weight`); an op that needs more than one ONNX node names the helpers
+`<node>/<suffix>`. The spec (name, file, source paper, preprocessing, classes) goes into
+`metadata_props`; each node's doc string says which stage and spec line it comes from.
+
+Inference form: dropout is the identity (no node), BN uses its running statistics, and
+auxiliary heads (training only) are not exported. Opset 17 or newer (default 18); ops
+used: Conv, BatchNormalization, Relu, MaxPool, AveragePool, GlobalAveragePool, Flatten,
+Gemm, Concat, Mul, Add, all float32, which onnxruntime's CPU, CUDA and TensorRT
+execution providers all implement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import replace
+from typing import Optional, Union
+
+import numpy as np
+
+from archcompiler.errors import SpecError, UsageError
+from archcompiler.ir.graph import Graph, Node
+from archcompiler.ir.lower import LowerOptions, lower
+from archcompiler.ir.ops import OPS, fmt_shape
+from archcompiler.passes.checks import min_input_size
+from archcompiler.passes.shapes import infer_shapes
+from archcompiler.spec.loader import Spec
+from archcompiler.util import atomic_output
+from archcompiler.weights import (
+    LoadReport,
+    init_weights,
+    match_checkpoint,
+    read_checkpoint,
+    state_entries,
+)
+
+DEFAULT_OPSET = 18
+MIN_OPSET = 17
+# protobuf cannot serialise a message of 2 GiB or more: above this the tensors go to a
+# side file (ONNX external data) next to the model
+EXTERNAL_DATA_BYTES = 1_800_000_000
+
+ONNX_OPS = ("Conv", "BatchNormalization", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool",
+            "Flatten", "Gemm", "Concat", "Mul", "Add", "Identity")
+
+WeightsArg = Union[None, str, "os.PathLike[str]", "dict[str, np.ndarray]"]
+
+
+# --- the builder handed to OpDef.onnx_lower ---------------------------------------------
+
+class OnnxBuilder:
+    """Collects ONNX nodes and initializers while the IR is walked in order."""
+
+    def __init__(self, helper, numpy_helper, weights: dict[str, np.ndarray]):
+        self.helper = helper
+        self.numpy_helper = numpy_helper
+        self.weights = weights
+        self.nodes: list = []
+        self.initializers: dict = {}
+        self.names: set[str] = set()
+        self.current: Optional[Node] = None
+        self.doc = ""
+
+    def _unique(self, name: str) -> str:
+        if name in self.names:
+            raise ValueError(f"ONNX name {name!r} would be defined twice")
+        self.names.add(name)
+        return name
+
+    def node(self, op_type: str, inputs, suffix: Optional[str] = None, **attributes) -> str:
+        name = self._unique(self.current.name if suffix is None else f"{self.current.name}/{suffix}")
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), [name], name=name,
+                                                doc_string=self.doc, **attributes))
+        return name
+
+    def param(self, pname: str) -> str:
+        name = f"{self.current.name}.{pname}"
+        if name not in self.initializers:
+            if name not in self.weights:
+                raise KeyError(f"no weights for {name}")
+            arr = np.ascontiguousarray(self.weights[name], dtype=np.float32)
+            self.initializers[self._unique(name)] = self.numpy_helper.from_array(arr, name)
+        return name
+
+    def const(self, pname: str, values) -> str:
+        name = self._unique(f"{self.current.name}.{pname}")
+        arr = np.asarray(values, dtype=np.float32)
+        self.initializers[name] = self.numpy_helper.from_array(arr, name)
+        return name
+
+
+# --- graph and weights preparation -------------------------------------------------------
+
+def _spec_error(spec: Spec, problems) -> SpecError:
+    return SpecError([spec.diag(p.node.loc, (f"stage {p.node.stage}: " if p.node.stage else "")
+                                + p.message) for p in problems])
+
+
+def feature_outputs(graph: Graph, shapes: dict) -> tuple[str, ...]:
+    """features=True: the last trunk stage at each spatial size from stride 8 on (the
+    same rule as the torch backend's, like timm's features_only)."""
+    trunk = [s for s in graph.stages if s.kind == "trunk"]
+    limit = graph.input_shape[1] / 8
+    picked = []
+    for i, st in enumerate(trunk):
+        shape = shapes[st.output]
+        nxt = shapes[trunk[i + 1].output] if i + 1 < len(trunk) else None
+        if len(shape) == 3 and shape[1] <= limit and (nxt is None or nxt[1:] != shape[1:]):
+            picked.append(st.output)
+    return tuple(picked)
+
+
+def _weights_graph(spec: Spec, num_classes: Optional[int]) -> tuple[Graph, dict]:
+    """The whole network (head, and aux heads where the spec has any) at the spec's input
+    size: what checkpoints hold. Parameter shapes do not depend on the spatial size."""
+    for aux in ((True, None) if spec.aux else (None,)):
+        try:
+            graph = lower(spec, LowerOptions(classes=num_classes, aux=aux))
+        except SpecError:
+            if aux is None:
+                raise
+            continue
+        shapes, problems = infer_shapes(graph)
+        if not problems:
+            return graph, shapes
+        if aux is None:
+            raise _spec_error(spec, problems)
+    raise AssertionError("unreachable")
+
+
+def resolve_weights(spec: Spec, weights: WeightsArg, seed: int, num_classes: Optional[int]
+                    ) -> tuple[dict[str, np.ndarray], Optional[LoadReport], list[str]]:
+    """Our-named numpy state: seeded (init_weights; the same draws as the torch backend,
+    since aux heads come last in graph order), from a checkpoint path (timm names
+    detected) or from a dict (ours or a known naming). Aux-head tensors are optional
+    (never exported); with a different num_classes the classifier is kept fresh.
+    Returns (state, report, notes for the user)."""
+    graph, shapes = _weights_graph(spec, num_classes)
+    state = init_weights(spec, graph, shapes, seed)
+    if weights is None:
+        return state, None, []
+    entries = state_entries(graph, shapes)
+    stage_of = {n.name: n.stage for n in graph.nodes}
+    aux_stages = {st.name for st in graph.stages if st.kind == "aux"}
+    aux_names = {e.name for e in entries if stage_of[e.node] in aux_stages}
+    replaceable = set(aux_names)
+    if num_classes is not None and num_classes != spec.classes:
+        heads = {st.name for st in graph.stages if st.kind == "head"}
+        replaceable |= {e.name for e in entries if e.op == "linear" and stage_of[e.node] in heads}
+    if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
+        path = os.fsdecode(weights)
+        ckpt = read_checkpoint(path)
+    elif isinstance(weights, dict):
+        path, ckpt = "<weights dict>", {k: np.asarray(v) for k, v in weights.items()}
+    else:
+        raise TypeError("weights: expected None, a checkpoint path or a dict of arrays, got "
+                        f"{type(weights).__name__}")
+    loaded, report = match_checkpoint(spec, entries, ckpt, path, replaceable)
+    state.update(loaded)
+    fresh = [n for n in report.skipped if n not in aux_names]
+    notes = []
+    if fresh:
+        notes.append(f"{spec.name}: kept fresh (not loaded from the checkpoint, num_classes="
+                     f"{num_classes}): {', '.join(fresh)}")
+    return state, report, notes
+
+
+def _needed(graph: Graph, outputs) -> set[str]:
+    by_name = graph.by_name
+    need, stack = set(), list(outputs)
+    while stack:
+        n = stack.pop()
+        if n in need or n == graph.input_name:
+            continue
+        need.add(n)
+        stack.extend(by_name[n].inputs)
+    return need
+
+
+def export_graph(spec: Spec, num_classes: Optional[int], features: bool,
+                 input_size: Optional[tuple]) -> tuple[Graph, dict]:
+    """The inference graph (no aux heads, only what the outputs need) and its shapes at
+    the export input size."""
+    graph = lower(spec, LowerOptions(classes=num_classes, features=features, aux=False))
+    if features:
+        shapes, problems = infer_shapes(graph)
+        if problems:
+            raise _spec_error(spec, problems)
+        graph = replace(graph, outputs=feature_outputs(graph, shapes), aux_outputs=())
+    graph = replace(graph, aux_outputs=())
+    need = _needed(graph, graph.outputs)
+    graph = replace(graph, nodes=tuple(n for n in graph.nodes if n.name in need),
+                    stages=tuple(s for s in graph.stages if s.output in need))
+    in_shape = tuple(graph.input_shape) if input_size is None else (graph.input_shape[0], *input_size)
+    shapes, problems = infer_shapes(graph, in_shape)
+    if problems:
+        smallest = min_input_size(graph)
+        raise SpecError([spec.diag(p.node.loc, (f"stage {p.node.stage}: " if p.node.stage else "")
+                                   + p.message + f" (input {fmt_shape(in_shape)}"
+                                   + (f"; the smallest this network accepts is {smallest}x{smallest})"
+                                      if smallest else ")")) for p in problems])
+    return graph, shapes
+
+
+# --- metadata ----------------------------------------------------------------------------
+
+def metadata(spec: Spec, classes: int, input_shape: tuple, fixed: bool, weights_desc: str,
+             optimize: bool, features: bool) -> dict[str, str]:
+    pp = spec.preprocess
+    from archcompiler import __version__
+
+    meta = {
+        "spec": spec.name,
+        "spec_file": spec.path,
+        "title": spec.title or "",
+        "source": spec.source or "",
+        "classes": str(classes),
+        "input_size": fmt_shape(input_shape),
+        "input_spatial": "fixed" if fixed else "dynamic (the size above is the spec's default)",
+        "input_layout": "NCHW float32 RGB",
+        "preprocess_mean": json.dumps(list(pp.mean)),
+        "preprocess_std": json.dumps(list(pp.std)),
+        "preprocess_crop_pct": repr(float(pp.crop_pct)),
+        "preprocess_interpolation": pp.interpolation,
+        "outputs": "features" if features else "logits",
+        "weights": weights_desc,
+        "batchnorm": "folded into the convolutions" if optimize else "BatchNormalization (inference)",
+        "archcompiler_version": __version__,
+    }
+    return {k: str(v) for k, v in meta.items()}
+
+
+def _doc(node: Node) -> str:
+    op = OPS[node.op]
+    text = f"{node.op} {op.describe(node.attrs)}" if op.describe(node.attrs) != node.op else node.op
+    if node.stage:
+        text += f" | stage {node.stage}"
+    if node.loc is not None:
+        text += f" | {node.loc}"
+    return text
+
+
+# --- build --------------------------------------------------------------------------------
+
+def _opset(opset: Optional[int]) -> int:
+    import onnx
+
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise UsageError(f"--opset must be between {MIN_OPSET} and {newest} (this onnx "
+                         f"{onnx.__version__}), got {opset}")
+    return opset
+
+
+def lower_to_onnx(graph: Graph, shapes: dict, state: dict[str, np.ndarray], opset: int,
+                  fixed_spatial: bool, meta: dict[str, str], doc: str = ""):
+    """IR graph + our-named weights -> onnx.ModelProto (checked)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = OnnxBuilder(helper, numpy_helper, state)
+    value = {graph.input_name: g._unique(graph.input_name)}
+    for node in graph.nodes:
+        g.current, g.doc = node, _doc(node)
+        value[node.name] = OPS[node.op].onnx_lower(g, node, [value[i] for i in node.inputs])
+    g.current = None
+
+    c, h, w = shapes[graph.input_name]
+    spatial = [h, w] if fixed_spatial else ["height", "width"]
+    inputs = [helper.make_tensor_value_info(graph.input_name, TensorProto.FLOAT,
+                                            ["batch", c, *spatial])]
+    outputs = []
+    for out in graph.outputs:
+        if value[out] != out:  # an output that lowers to no node of its own (dropout)
+            g.current, g.doc = graph.by_name[out], _doc(graph.by_name[out])
+            g.nodes.append(helper.make_node("Identity", [value[out]], [g._unique(out)], name=out))
+        shape = shapes[out]
+        dims = ["batch", *shape] if (fixed_spatial or len(shape) == 1) else ["batch", shape[0], None, None]
+        outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, dims))
+    onnx_graph = helper.make_graph(g.nodes, graph.name, inputs, outputs,
+                                   initializer=list(g.initializers.values()), doc_string=doc)
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(onnx_graph, opset_imports=opsets, producer_name="archcompiler",
+                              producer_version=meta.get("archcompiler_version", ""),
+                              ir_version=helper.find_min_ir_version_for(opsets), doc_string=doc)
+    helper.set_model_props(model, meta)
+    # value_info for every edge (Netron shows the shapes); strict: a mismatch is a bug
+    return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+
+
+def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
+                      num_classes: Optional[int] = None, input_size: Optional[tuple] = None,
+                      opset: Optional[int] = DEFAULT_OPSET, optimize: bool = False,
+                      features: bool = False):
+    """build(), also returning (load report, notes for the user)."""
+    opset = _opset(opset)
+    if input_size is not None:
+        input_size = tuple(int(d) for d in input_size)
+        if len(input_size) != 2 or min(input_size) < 1:
+            raise UsageError(f"input_size: expected (H, W), got {input_size}")
+    graph, shapes = export_graph(spec, num_classes, features, input_size)
+    state, report, notes = resolve_weights(spec, weights, seed, num_classes)
+    if optimize:
+        from archcompiler.passes.fold_bn import fold_bn
+
+        graph, state = fold_bn(graph, state)
+        shapes, _ = infer_shapes(graph, shapes[graph.input_name])
+    if weights is None:
+        weights_desc = f"fresh: {spec.init.scheme} initialisation, seed {seed}"
+    elif isinstance(weights, dict):
+        weights_desc = f"from a dict of arrays ({report.format} names)"
+    else:
+        weights_desc = f"{os.path.basename(os.fsdecode(weights))} ({report.format} names)"
+    if notes:
+        weights_desc += "; " + "; ".join(notes)
+    classes = num_classes if num_classes is not None else spec.classes
+    meta = metadata(spec, classes, tuple(shapes[graph.input_name]), input_size is not None,
+                    weights_desc, optimize, features)
+    doc = " ".join(x for x in (spec.title, "-", spec.description) if x) if spec.title else (
+        spec.description or spec.name)
+    model = lower_to_onnx(graph, shapes, state, opset, input_size is not None, meta, doc)
+    return model, report, notes
+
+
+def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Optional[int] = None,
+          input_size: Optional[tuple] = None, opset: Optional[int] = DEFAULT_OPSET,
+          optimize: bool = False, features: bool = False):
+    """An onnx.ModelProto for the spec, in inference form.
+
+    weights: None (fresh, seeded, as the reference code initialises; the same values as
+    the torch backend for the same seed), a checkpoint path (.safetensors read with
+    numpy; timm names detected from the keys) or a dict of arrays (our names, or a known
+    naming). num_classes: a fresh classifier of that size (a checkpoint's head is
+    skipped, with a warning). input_size: (H, W) to fix the spatial size (default:
+    dynamic height/width; the batch is always dynamic). opset: 17 or newer. optimize:
+    fold BN into the convolutions (archcompiler.passes.fold_bn). features: the 35/17/8
+    grid stage outputs instead of logits."""
+    model, _, notes = build_with_report(spec, weights, seed, num_classes, input_size, opset,
+                                        optimize, features)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return model
+
+
+# --- writing -----------------------------------------------------------------------------
+
+def tensor_bytes(model) -> int:
+    total = 0
+    for t in model.graph.initializer:
+        total += len(t.raw_data) or (len(t.float_data) * 4)
+    return total
+
+
+def save(model, path: str, external_data: Optional[bool] = None) -> list[str]:
+    """Write `model` to `path` atomically; returns the files written. external_data
+    (default: only when the tensors approach protobuf's 2 GiB limit) puts the tensors in
+    `<path>.data` beside it. Either every file appears complete or none changes."""
+    import onnx
+
+    if external_data is None:
+        external_data = tensor_bytes(model) > EXTERNAL_DATA_BYTES
+    if not external_data:
+        with atomic_output(path, suffix=".onnx") as tmp:
+            onnx.save_model(model, tmp)
+        return [path]
+    directory = os.path.dirname(os.path.abspath(path))
+    data_name = os.path.basename(path) + ".data"
+    tmpdir = tempfile.mkdtemp(prefix=".archc-", dir=directory)
+    try:
+        tmp_model = os.path.join(tmpdir, os.path.basename(path))
+        onnx.save_model(model, tmp_model, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_name, size_threshold=1024)
+        os.replace(os.path.join(tmpdir, data_name), os.path.join(directory, data_name))
+        os.replace(tmp_model, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return [path, os.path.join(os.path.dirname(path), data_name)]
+
+
+def cli_build(spec: Spec, args) -> list[str]:
+    out = args.output or f"{spec.name}.onnx"
+    with warnings.catch_warnings(record=True):
+        model, _, notes = build_with_report(
+            spec, weights=getattr(args, "weights", None), seed=getattr(args, "seed", 0) or 0,
+            num_classes=getattr(args, "num_classes", None),
+            input_size=getattr(args, "input_size", None), opset=getattr(args, "opset", None),
+            optimize=bool(getattr(args, "optimize", False)))
+    for note in notes:
+        print(f"archc: warning: {note}", file=sys.stderr)
+    return save(model, out)
