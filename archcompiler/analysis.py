@@ -11,12 +11,23 @@ from .ir.lower import LowerOptions, check_unused_params, lower
 from .ir.ops import fmt_shape
 from .passes.checks import expectation_problems, min_input_size
 from .passes.layers import layer_depths
-from .passes.params import node_macs, node_params, params_upper_bound
+from .passes.params import node_macs, node_params, params_upper_bounds
 from .passes.shapes import infer_shapes
 from .spec.loader import Spec
 
 MAX_PARAMS = 2_000_000_000  # a documented limit, checked before any shape or tensor exists
 MAX_INPUT_SIZE = 4096
+
+
+def _stage_notes(spec: Spec, graph: Graph, node) -> tuple:
+    """For a problem inside a block template (or an included file): where the stage that
+    instantiated it is written."""
+    st = next((s for s in graph.stages if s.name == node.stage), None)
+    if st is None or st.loc is None or st.loc == node.loc:
+        return ()
+    block = next((x.block for x in spec.network if x.stage_name == node.stage and x.block), None)
+    what = f"block {block!r} in stage {node.stage!r}" if block else f"stage {node.stage!r}"
+    return ((st.loc, f"{what} ({node.name}), instantiated here"),)
 
 
 @dataclass(frozen=True)
@@ -83,25 +94,30 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
     """Lower, infer shapes, count, and check. Raises SpecError listing every problem."""
     graph = lower(spec, options)
     diags: list[Diagnostic] = list(check_unused_params(spec))
-    bound = params_upper_bound(graph, 0)
+    bounds = params_upper_bounds(graph)
+    bound = sum(bounds.values())
     if bound > MAX_PARAMS:
-        raise SpecError(diags + [spec.diag(spec.expect_loc or spec.input_loc,
-                                           f"the network would have about {bound:,} parameters, over "
-                                           f"the limit of {MAX_PARAMS:,}")])
+        biggest = max(graph.nodes, key=lambda n: bounds[n.name])
+        where = f"stage {biggest.stage}: " if biggest.stage else ""
+        raise SpecError(diags + [spec.diag(
+            biggest.loc or spec.input_loc,
+            f"{where}the network would have about {bound:,} parameters, over the limit of "
+            f"{MAX_PARAMS:,} (a documented limit); the largest op, {biggest.name}, alone has "
+            f"{bounds[biggest.name]:,}", notes=_stage_notes(spec, graph, biggest))])
     input_shape = tuple(spec.input_shape)
     if input_size is not None:
         input_shape = (input_shape[0], *input_size)
     if max(input_shape[1:]) > MAX_INPUT_SIZE:
         raise SpecError(spec.diag(spec.input_loc, f"input {fmt_shape(input_shape)} is larger than "
                                                   f"the limit {MAX_INPUT_SIZE}"))
-    shapes, problems = infer_shapes(graph, input_shape)
+    shapes, problems = infer_shapes(graph, input_shape, recover=True)
     min_in = min_input_size(graph)
     for p in problems:
         msg = f"stage {p.node.stage}: {p.message}" if p.node.stage else p.message
         if "too small" in msg and min_in is not None:
             msg += f" (input {fmt_shape(input_shape)}; the smallest input this network accepts is " \
                    f"{min_in}x{min_in})"
-        diags.append(spec.diag(p.node.loc, msg))
+        diags.append(spec.diag(p.node.loc, msg, notes=_stage_notes(spec, graph, p.node)))
     if any(d.severity == "error" for d in diags):
         raise SpecError(diags)
 

@@ -80,11 +80,23 @@ def _emit(diags: list[Diagnostic], fmt: str) -> None:
 
 
 def _check_path(spec: str) -> None:
+    """A top-level path must be a readable regular file (or a shipped spec's name):
+    anything else is a usage error (exit 2), found before any spec is read."""
+    import stat
+
     from .spec.loader import find_named_spec
 
-    if os.path.exists(spec):
-        if os.path.isdir(spec):
+    try:
+        st = os.stat(spec)
+    except (OSError, ValueError):
+        st = None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{spec}: is a directory (give spec files, e.g. {spec}/*.yaml)")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{spec}: not a regular file (a device, FIFO or socket): refused")
+        if not os.access(spec, os.R_OK):
+            raise UsageError(f"{spec}: permission denied")
         return
     if find_named_spec(spec) is None:
         raise UsageError(f"{spec}: no such file, and no shipped spec of that name (see 'archc list')")
@@ -136,7 +148,10 @@ def cmd_schema(args) -> int:
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
-        atomic_write_text(args.output, text)
+        try:
+            atomic_write_text(args.output, text)
+        except OSError as exc:
+            raise UsageError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -379,7 +379,9 @@ def save(model, path: str, external_data: Optional[bool] = None) -> list[str]:
     tmpdir = tempfile.mkdtemp(prefix=".archc-", dir=directory)
     try:
         tmp_model = os.path.join(tmpdir, os.path.basename(path))
-        onnx.save_model(model, tmp_model, save_as_external_data=True, all_tensors_to_one_file=True,
+        copy = onnx.ModelProto()  # saving as external data rewrites the proto in place
+        copy.CopyFrom(model)
+        onnx.save_model(copy, tmp_model, save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=1024)
         os.replace(os.path.join(tmpdir, data_name), os.path.join(directory, data_name))
         os.replace(tmp_model, path)

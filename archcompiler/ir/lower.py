@@ -50,12 +50,18 @@ class _Lowering:
         self.stage = ""
         self.stage_loc: Optional[Location] = None
         self.block_stack: list[str] = []
+        self.block_sites: list[tuple] = []  # (block name, where it is used), outermost first
+        self.dup_locs: set = set()
         self.spec_env = self._spec_env()
 
     # -- helpers ---------------------------------------------------------------------
     def diag(self, loc, message: str, severity: str = "error"):
         prefix = f"stage {self.stage}: " if self.stage else ""
-        d = self.spec.diag(loc or self.stage_loc, prefix + message, severity)
+        loc = loc or self.stage_loc
+        # inside a block template: also say where each enclosing block was used
+        notes = tuple((site, f"in block {b!r}, used here") for b, site in reversed(self.block_sites)
+                      if site is not None and site != loc)
+        d = self.spec.diag(loc, prefix + message, severity, notes=notes)
         self.diags.append(d)
 
     def _spec_env(self) -> dict:
@@ -98,7 +104,9 @@ class _Lowering:
 
     def emit(self, op: str, name: str, inputs, attrs: dict, loc) -> str:
         if name in self.names:
-            self.diag(loc, f"two ops would both be named {name!r}: give one of them another 'name'")
+            if loc not in self.dup_locs:  # once per spec item, not per IR node (conv/bn/act)
+                self.dup_locs.add(loc)
+                self.diag(loc, f"two ops would both be named {name!r}: give one of them another 'name'")
             name = f"{name}__{len(self.nodes)}"
         if len(self.nodes) >= MAX_NODES:
             self.diag(loc, f"the network has more than {MAX_NODES} ops (a documented limit)")
@@ -190,6 +198,7 @@ class _Lowering:
         if benv is None:
             return None
         self.block_stack.append(name)
+        self.block_sites.append((name, loc))
         try:
             if blk.seq is not None:
                 return self.seq(blk.seq, path, x, benv)
@@ -198,6 +207,7 @@ class _Lowering:
             return self.residual(blk.residual, path, x, benv)
         finally:
             self.block_stack.pop()
+            self.block_sites.pop()
 
     def block_env(self, blk: m.BlockDef, name: str, with_: dict, ref, env: dict) -> Optional[dict]:
         declared = blk.param_defaults()

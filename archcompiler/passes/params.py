@@ -46,27 +46,35 @@ def node_macs(graph: Graph, shapes: dict[str, Shape]) -> dict[str, int]:
     }
 
 
-def params_upper_bound(graph: Graph, max_input_hw: int) -> int:
-    """A cheap bound on the parameter count computed from channel counts alone, so that a
-    spec asking for absurd sizes is refused before any shape or tensor is computed."""
-    # Channels flow: track an upper bound of channels per node without spatial sizes.
+def params_upper_bounds(graph: Graph) -> dict[str, int]:
+    """A cheap bound on each node's parameter count computed from channel counts alone
+    (no spatial sizes), so that a spec asking for absurd sizes is refused before any shape
+    or tensor is computed. For a linear layer after a spatial map the bound assumes the
+    map was pooled (the exact count needs shapes)."""
     ch: dict[str, int] = {graph.input_name: graph.input_shape[0]}
-    total = 0
+    out: dict[str, int] = {}
     for node in graph.nodes:
         cin = [ch.get(i, 0) for i in node.inputs]
         a = node.attrs
+        n = 0
         if node.op == "conv2d":
             kh, kw = a["kernel"]
-            total += a["out_channels"] * cin[0] * kh * kw + a["out_channels"]
+            n = a["out_channels"] * cin[0] * kh * kw + a["out_channels"]
             ch[node.name] = a["out_channels"]
         elif node.op == "linear":
-            total += a["out_features"] * (cin[0] + 1)
+            n = a["out_features"] * (cin[0] + 1)
             ch[node.name] = a["out_features"]
         elif node.op == "concat":
             ch[node.name] = sum(cin)
         elif node.op == "batchnorm":
-            total += 2 * cin[0]
+            n = 2 * cin[0]
             ch[node.name] = cin[0]
         else:
             ch[node.name] = max(cin) if cin else 0
-    return total
+        out[node.name] = n
+    return out
+
+
+def params_upper_bound(graph: Graph, max_input_hw: int = 0) -> int:
+    """The sum of `params_upper_bounds` (`max_input_hw` is unused, kept for callers)."""
+    return sum(params_upper_bounds(graph).values())

@@ -12,6 +12,7 @@ as `archc:inception_v4`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 from ..errors import Diagnostic, Location, SpecError, error, warning
 from . import model as m
-from .yaml_io import LocDict, LocList, UnreadableFile, read_yaml, type_name
+from .yaml_io import LocDict, LocList, LocStr, UnreadableFile, read_yaml, type_name
 
 ROOT_MARKER = ".archc-root"
 MAX_INCLUDE_DEPTH = 16
@@ -99,9 +100,10 @@ class Spec:
     warnings: list = field(default_factory=list)
     base: Optional["Spec"] = None
 
-    def diag(self, loc: Optional[Location], message: str, severity: str = "error") -> Diagnostic:
+    def diag(self, loc: Optional[Location], message: str, severity: str = "error",
+             notes: tuple = ()) -> Diagnostic:
         loc = loc or Location(self.path, 1, 1)
-        return Diagnostic(loc, message, severity, self.via.get(loc.file, ()))
+        return Diagnostic(loc, message, severity, self.via.get(loc.file, ()), tuple(notes))
 
     def with_params(self, **overrides) -> "Spec":
         """A copy with spec-level parameters (or `classes`) replaced."""
@@ -257,8 +259,8 @@ def _group_message(errs: list, rest: list) -> str:
         if "x[0-9]" in msg:
             return f"expected a shape written CxHxW like 384x35x35, got {inp!r}"
         if "A-Za-z_" in msg:
-            return (f"{inp!r} is not a valid name (letters, digits and '_', not starting with a "
-                    "digit)")
+            return (f"{_describe(inp)[len('the string '):]} is not a valid name (letters, digits "
+                    "and '_', not starting with a digit, at most 64 characters)")
         if "^\\$" in msg:
             return f"expected a $parameter expression, got {inp!r}"
     if _type_only(errs):
@@ -309,7 +311,7 @@ def validation_diagnostics(exc: ValidationError, raw, file: str) -> list[Diagnos
         groups[key]["errs"].append(err)
     # A union reports every member's complaint. When some member got further into the
     # data (an error deeper down), the shallow "wrong type" complaints are noise.
-    paths = [g["path"] for g in groups.values() if not _type_only(g["errs"])]
+    paths = [g["path"] for g in groups.values()]
     out = []
     for g in groups.values():
         path, rest = g["path"], g["rest"]
@@ -331,86 +333,125 @@ def validation_diagnostics(exc: ValidationError, raw, file: str) -> list[Diagnos
 
 # --- files -------------------------------------------------------------------------------
 
+def _display_path(p: Path) -> str:
+    """How diagnostics name a shipped spec file: relative to the working directory when
+    it lies below it (a source checkout), else its absolute path."""
+    real = p.resolve()
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # pragma: no cover - the working directory was removed
+        return str(real)
+    return os.path.relpath(real, cwd) if _inside(real, cwd) else str(real)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or str(path).startswith(str(root).rstrip(os.sep) + os.sep)
+
+
 class _Loader:
     def __init__(self, root: Path):
         self.root = root.resolve()
-        self.cache: dict = {}  # realpath -> (SpecFile, display)
+        self.cache: dict = {}  # realpath -> (SpecFile, display, raw YAML) or None
         self.diags: list[Diagnostic] = []
-        self.via: dict = {}
+        self.via: dict = {}  # display -> include sites, innermost first
 
-    def resolve_ref(self, ref: str, from_file: Path, from_display: str, loc: Location):
+    def resolve_ref(self, ref: str, from_file: Path, from_display: str, loc: Location, label: str):
         """-> (real path, display path) or None (after a diagnostic)."""
+        shown = ref if len(ref) <= 80 else ref[:77] + "..."
         if ref.startswith("archc:"):
             p = find_named_spec(ref[len("archc:"):])
             if p is None:
-                self.diags.append(error(loc, f"no shipped spec named {ref!r} "
+                self.diags.append(error(loc, f"{label}: no shipped spec named {shown!r} "
                                              f"(shipped: {', '.join(shipped_spec_names())})"))
                 return None
-            return p.resolve(), f"<archc>/{p.name}"
-        if os.path.isabs(ref) or ref.startswith("~"):
-            self.diags.append(error(loc, f"{ref!r}: absolute paths are not allowed; write a path "
-                                         "relative to this file, inside the spec root"))
+            return p.resolve(), _display_path(p)
+        if not ref.strip() or "\x00" in ref:
+            self.diags.append(error(loc, f"{label}: {shown!r} is not a file name"))
             return None
-        joined = from_file.parent / ref
-        real = Path(os.path.realpath(joined))
+        if os.path.isabs(ref) or ref.startswith("~") or ref.startswith("\\"):
+            self.diags.append(error(loc, f"{label}: {shown!r}: absolute paths are not allowed; write "
+                                         "a path relative to this file, inside the spec root"))
+            return None
+        try:
+            real = Path(os.path.realpath(from_file.parent / ref))  # symlinks resolved first
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.diags.append(error(loc, f"{label}: {shown!r}: cannot resolve the path ({exc})"))
+            return None
         # Shipped specs may reference each other freely inside their own root.
-        root = self.root if str(from_file).startswith(str(self.root)) else package_specs_dir().resolve()
-        if not (real == root or str(real).startswith(str(root) + os.sep)):
-            self.diags.append(error(loc, f"{ref!r} resolves to {real}, outside the spec root {root} "
-                                         f"(the nearest directory with a {ROOT_MARKER} file)"))
+        root = self.root if _inside(from_file, self.root) else package_specs_dir().resolve()
+        if not _inside(real, root):
+            self.diags.append(error(loc, f"{label}: {shown!r} resolves to {real}, outside the spec "
+                                         f"root {root} (the nearest directory with a "
+                                         f"{ROOT_MARKER} file)"))
             return None
         display = os.path.normpath(os.path.join(os.path.dirname(from_display), ref))
         return real, display
 
-    def load_file(self, real: Path, display: str):
+    def load_file(self, real: Path, display: str, site: Optional[tuple] = None):
+        """Read and validate one file (cached). `site` = (Location, label, ref) of the
+        reference that names it: a file that cannot be read is reported there."""
         key = str(real)
         if key in self.cache:
             return self.cache[key]
+        self.cache[key] = None
         try:
             raw = read_yaml(str(real), display)
+        except UnreadableFile as exc:
+            if site is None:
+                self.diags.extend(exc.diagnostics)
+            else:
+                loc, label, ref = site
+                self.diags.append(error(loc, f"{label}: {ref!r}: {exc.reason}"))
+            return None
         except SpecError as exc:
             self.diags.extend(exc.diagnostics)
-            self.cache[key] = None
             return None
         if not isinstance(raw, LocDict):
             self.diags.append(error(getattr(raw, "loc", Location(display)),
-                                    f"a spec file must be a YAML mapping (key: value), "
-                                    f"not a {type(raw).__name__ if raw is not None else 'null'}"))
-            self.cache[key] = None
+                                    "a spec file must be a YAML mapping (key: value), "
+                                    f"not {_describe(raw)}"))
             return None
         try:
             spec_file = m.SpecFile.model_validate(raw)
         except ValidationError as exc:
             self.diags.extend(validation_diagnostics(exc, raw, display))
-            self.cache[key] = None
             return None
-        self.cache[key] = (spec_file, display)
+        self.cache[key] = (spec_file, display, raw)
         return self.cache[key]
 
-    def collect_blocks(self, real: Path, display: str, stack: tuple, via: tuple) -> dict:
+    def collect_blocks(self, real: Path, display: str, stack: tuple, via: tuple,
+                       site: Optional[tuple] = None) -> dict:
         """All blocks visible in a file: its imports' (transitively), then its own."""
-        if len(stack) > MAX_INCLUDE_DEPTH:
-            self.diags.append(error(via[-1], f"imports nested deeper than {MAX_INCLUDE_DEPTH}"))
+        if len(stack) > MAX_INCLUDE_DEPTH + 1:
+            self.diags.append(error(via[0], f"imports nested deeper than {MAX_INCLUDE_DEPTH} files "
+                                            "(a documented limit)"))
             return {}
-        loaded = self.load_file(real, display)
+        self.via.setdefault(display, via)
+        loaded = self.load_file(real, display, site)
         if loaded is None:
             return {}
-        sf, display = loaded
+        sf, display, raw = loaded
         self.via.setdefault(display, via)
         blocks: dict = {}
         owner: dict = {}
+        raw_imports = raw.get("imports")
         for i, ref in enumerate(sf.imports):
-            loc = sf.key_loc("imports")
-            loc = Location(loc.file, loc.line + 1 + i, loc.column + 2) if loc else Location(display)
-            res = self.resolve_ref(ref, real, display, loc)
+            if isinstance(raw_imports, LocList) and i < len(raw_imports.item_locs):
+                loc = raw_imports.item_locs[i]
+            else:  # pragma: no cover - imports always come from the YAML list
+                loc = sf.key_loc("imports") or Location(display)
+            label = f"imports[{i}]"
+            res = self.resolve_ref(ref, real, display, loc, label)
             if res is None:
                 continue
             sub_real, sub_display = res
             if str(sub_real) in stack:
-                cycle = " -> ".join([*stack_displays(self, stack), sub_display])
-                self.diags.append(error(loc, f"import cycle: {cycle}"))
+                cycle = " -> ".join([*stack_displays(self, stack[stack.index(str(sub_real)):]),
+                                     sub_display])
+                self.diags.append(error(loc, f"{label}: import cycle: {cycle}"))
                 continue
-            sub = self.collect_blocks(sub_real, sub_display, (*stack, str(sub_real)), (*via, loc))
+            sub = self.collect_blocks(sub_real, sub_display, (*stack, str(sub_real)), (loc, *via),
+                                      (loc, label, ref))
             for name, blk in sub.items():
                 if name in blocks and blocks[name] is not blk:
                     self.diags.append(error(loc, f"block {name!r} is defined both in "
@@ -430,25 +471,30 @@ def stack_displays(loader: _Loader, stack: tuple) -> list[str]:
     return out
 
 
-def _resolve(loader: _Loader, real: Path, display: str, stack: tuple, via: tuple) -> Optional[Spec]:
-    loaded = loader.load_file(real, display)
+def _resolve(loader: _Loader, real: Path, display: str, stack: tuple, via: tuple,
+             site: Optional[tuple] = None) -> Optional[Spec]:
+    loader.via.setdefault(display, via)
+    loaded = loader.load_file(real, display, site)
     if loaded is None:
         return None
-    sf, display = loaded
+    sf, display, raw = loaded
     blocks = loader.collect_blocks(real, display, stack, via)
     base: Optional[Spec] = None
     if sf.extends is not None:
-        loc = sf.key_loc("extends")
-        res = loader.resolve_ref(sf.extends, real, display, loc)
+        loc = raw.get("extends").loc if isinstance(raw.get("extends"), LocStr) else sf.key_loc("extends")
+        res = loader.resolve_ref(sf.extends, real, display, loc, "extends")
         if res is not None:
             b_real, b_display = res
             if str(b_real) in stack:
-                cycle = " -> ".join([*stack_displays(loader, stack), b_display])
+                cycle = " -> ".join([*stack_displays(loader, stack[stack.index(str(b_real)):]),
+                                     b_display])
                 loader.diags.append(error(loc, f"extends cycle: {cycle}"))
             elif len(stack) > MAX_INCLUDE_DEPTH:
-                loader.diags.append(error(loc, f"extends nested deeper than {MAX_INCLUDE_DEPTH}"))
+                loader.diags.append(error(loc, f"extends nested deeper than {MAX_INCLUDE_DEPTH} "
+                                               "files (a documented limit)"))
             else:
-                base = _resolve(loader, b_real, b_display, (*stack, str(b_real)), (*via, loc))
+                base = _resolve(loader, b_real, b_display, (*stack, str(b_real)), (loc, *via),
+                                (loc, "extends", sf.extends))
         if base is None:
             return None
     return _merge(loader, sf, display, blocks, base)
@@ -473,18 +519,20 @@ def _merge(loader: _Loader, sf: m.SpecFile, display: str, blocks: dict, base: Op
                                  "blocks is a library: import it from a spec)"))
     params = dict(base.params) if base else {}
     param_locs = dict(base.param_locs) if base else {}
+    p_locs = getattr(sf.params, "key_locs", {}) or {}
+    s_locs = getattr(sf.set, "key_locs", {}) or {}
     for k, v in sf.params.items():
         params[k] = v
-        param_locs[k] = sf.key_loc("params")
+        param_locs[k] = p_locs.get(k) or sf.key_loc("params")
     for k, v in sf.set.items():
         if k not in params and k != "classes":
             close = difflib.get_close_matches(k, list(params), n=1)
-            diags.append(error(sf.key_loc("set"),
-                               f"set: {k!r} is not a parameter of the base spec"
+            diags.append(error(s_locs.get(k) or sf.key_loc("set"),
+                               f"set.{k}: {k!r} is not a parameter of the base spec"
                                + (f"; did you mean {close[0]!r}?" if close else "")
                                + (f" (its parameters: {', '.join(params)})" if params else "")))
         params[k] = v
-        param_locs[k] = sf.key_loc("set")
+        param_locs[k] = s_locs.get(k) or sf.key_loc("set")
     all_blocks = dict(base.blocks) if base else {}
     all_blocks.update(blocks)
 
@@ -563,5 +611,9 @@ def load_spec_file(path, root: Optional[str] = None) -> Spec:
     loader = _Loader(Path(root) if root else find_root(p))
     spec = _resolve(loader, real, display, (str(real),), ())
     if loader.diags or spec is None:
-        raise SpecError(loader.diags or [error(Location(display), "could not load the spec")])
+        # A problem inside an included file also names the lines that included it.
+        diags = [d if d.via or not loader.via.get(d.location.file)
+                 else dataclasses.replace(d, via=loader.via[d.location.file])
+                 for d in loader.diags]
+        raise SpecError(diags or [error(Location(display), "could not load the spec")])
     return spec

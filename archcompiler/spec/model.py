@@ -33,8 +33,8 @@ from .opstring import OP_NAMES, OpStringError, parse_op_string, unknown_op_messa
 from .yaml_io import LocDict, LocStr
 
 SPEC_VERSION = 1
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-SHAPE_PATTERN = r"^[0-9]+(x[0-9]+)*$"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"  # at most 64 characters
+SHAPE_PATTERN = r"^[0-9]{1,9}(x[0-9]{1,9}){0,3}$"  # C, or CxHxW
 
 ExprText = Annotated[StrictStr, StringConstraints(pattern=r"^\$")]
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import difflib
 import re
 
-_KERNEL = re.compile(r"(\d+)x(\d+)(?:/(\d+))?\Z")
-_PAD = re.compile(r"pad=(\d+)(?:x(\d+))?\Z")
-_INT = re.compile(r"\d+\Z")
-_FLOAT = re.compile(r"\d*\.\d+\Z|\d+\Z")
+# Numbers in op strings have at most 9 digits (every limit is far below that).
+_KERNEL = re.compile(r"(\d{1,9})x(\d{1,9})(?:/(\d{1,9}))?\Z")
+_PAD = re.compile(r"pad=(\d{1,9})(?:x(\d{1,9}))?\Z")
+_INT = re.compile(r"\d{1,9}\Z")
+_FLOAT = re.compile(r"\d{0,9}\.\d{1,9}\Z|\d{1,9}\Z")
+MAX_OP_CHARS = 200
 
 OP_FORMS = {
     "conv": "conv KxK[/S] OUT [same|valid|pad=P|pad=PHxPW] [linear|bias|nobias|nobn|noact]",
@@ -31,10 +33,14 @@ class OpStringError(ValueError):
     pass
 
 
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def unknown_op_message(name: str) -> str:
-    close = difflib.get_close_matches(name, OP_NAMES, n=1)
+    close = difflib.get_close_matches(name[:40], OP_NAMES, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown op {name!r}{hint} (valid ops: {', '.join(OP_NAMES)})"
+    return f"unknown op {_short(name)!r}{hint} (valid ops: {', '.join(OP_NAMES)})"
 
 
 def _number_or_expr(word: str, what: str, text: str, allow_float: bool = False):
@@ -71,9 +77,11 @@ def split_words(text: str) -> list[str]:
 
 
 def parse_op_string(text: str) -> dict:
+    if len(text) > MAX_OP_CHARS:
+        raise OpStringError(f"op string longer than {MAX_OP_CHARS} characters: {_short(text)!r}")
     words = split_words(text)
     if not words:
-        raise OpStringError("empty op string")
+        raise OpStringError("empty op string (write e.g. 'conv 3x3 64')")
     op, rest = words[0], words[1:]
     if op not in OP_FORMS:
         raise OpStringError(unknown_op_message(op))
@@ -111,7 +119,15 @@ def parse_op_string(text: str) -> dict:
         "maxpool": {"same", "valid"},
         "avgpool": {"same", "valid", "count_pad", "exclude_pad"},
     }.get(op, set())
+    seen: dict = {}
     for word in rest:
+        slot = {"same": "padding", "valid": "padding", "linear": "linear", "bias": "bias",
+                "nobias": "bias", "nobn": "norm", "noact": "act", "count_pad": "count_pad",
+                "exclude_pad": "count_pad"}.get(word, "padding" if word.startswith("pad=") else None)
+        if slot is not None and slot in seen:
+            raise OpStringError(f"{text!r}: {word!r} conflicts with {seen[slot]!r} (say it once)")
+        if slot is not None:
+            seen[slot] = word
         pm = _PAD.match(word)
         if pm and op in ("conv", "maxpool", "avgpool"):
             ph = int(pm.group(1))

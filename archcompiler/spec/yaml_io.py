@@ -118,6 +118,10 @@ _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?\Z")
 _YAML11_INT = re.compile(r"[-+]?(0b[01_]+|[0-9][0-9_]*_[0-9_]*)\Z")
 
 
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _mark_loc(file: str, mark) -> Location:
     if mark is None:
         return Location(file, 1, 1)
@@ -232,6 +236,14 @@ class _Converter:
             return True
         if text in _FALSE:
             return False
+        if len(text) > 64:  # no number is that long; the regexes below stay linear-time
+            if _INT_DEC.match(text) or _INT_OCT.match(text) or _INT_HEX.match(text):
+                self.diags.append(error(loc, f"integer {_short(text)} is too large (limit 2**53)"))
+                return 0
+            if _FLOAT.match(text):
+                self.diags.append(error(loc, f"number {_short(text)} has too many digits"))
+                return 0.0
+            return text
         if _INT_DEC.match(text):
             if _LEADING_ZERO.match(text):
                 self.diags.append(
@@ -273,7 +285,7 @@ class _Converter:
 
     def checked_int(self, value: int, text: str, loc: Location) -> int:
         if abs(value) > MAX_INT:
-            self.diags.append(error(loc, f"integer {text} is too large (limit 2**53)"))
+            self.diags.append(error(loc, f"integer {_short(text)} is too large (limit 2**53)"))
         return value
 
 
