@@ -139,7 +139,8 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
         stage_depth[st.name] = depths[st.output]
         if st.kind != "aux":
             prev_depth = depths[st.output]
-    for st, msg in expectation_problems(graph, shapes):
+    for st, msg in expectation_problems(graph, shapes,
+                                        spatial=tuple(input_shape) == tuple(spec.input_shape)):
         diags.append(spec.diag(st.expect_loc or st.loc, msg))
     analysis = Analysis(spec, graph, input_shape, shapes, depths, nparams, nmacs, tuple(reports),
                         min_in)

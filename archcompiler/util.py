@@ -7,6 +7,17 @@ import tempfile
 from contextlib import contextmanager
 
 
+def _default_mode(path: str) -> int:
+    """The mode a plain open() would give a new file (0666 minus the umask), or the mode
+    of the file being replaced."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_output(path: str, suffix: str = ""):
     """Yield a temporary path beside `path`; rename it into place only if the block
@@ -17,6 +28,7 @@ def atomic_output(path: str, suffix: str = ""):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(path))  # mkstemp makes 0600 files; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -38,7 +38,7 @@ ORIGINAL = {rel: (SPECS / rel).read_text(encoding="utf-8") for rel in TARGETS}
 PARSED = {rel: yaml.safe_load(text) for rel, text in ORIGINAL.items()}
 
 SETTINGS = settings(
-    max_examples=1500,
+    max_examples=150,
     deadline=timedelta(seconds=20),  # a guard against hangs, not a timing assertion
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                            HealthCheck.data_too_large],

@@ -91,8 +91,9 @@ class _Lowering:
             str: isinstance(v, str),
         }[kind]
         if not ok:
-            self.diag(loc, f"{what}: expected {kind.__name__ if kind is not float else 'a number'}, "
-                           f"got {v!r}")
+            want = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
+            got = str(v).lower() if isinstance(v, bool) else repr(v)
+            self.diag(loc, f"{what}: expected {want}, got {got}")
             return None
         if minimum is not None and v < minimum:
             self.diag(loc, f"{what} must be >= {minimum}, got {v}")
@@ -292,12 +293,17 @@ class _Lowering:
         kernel, stride = win
         if self.spec.width is not None:
             out = max(1, int(out * self.spec.width + 0.5))
+            if out > MAX_CHANNELS:
+                self.diag(it.loc, f"conv out must be <= {MAX_CHANNELS} after 'width', got {out} "
+                                  "(a documented limit)")
+                return None
         padding = self._padding(it.padding if it.padding is not None else d.padding, kernel, stride,
                                 it.loc, "conv")
         norm = it.norm or d.norm
         act = self.value(it.act, env, it.loc, "conv act", str) if it.act is not None else d.act
         if act not in ("relu", "none"):
-            self.diag(it.loc, f"conv act must be relu or none, got {act!r}")
+            if act is not None:  # None: already reported
+                self.diag(it.loc, f"conv act must be relu or none, got {act!r}")
             return None
         bias = it.bias if it.bias is not None else (d.bias if norm == "batchnorm" else True)
         if padding is None:

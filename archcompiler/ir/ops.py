@@ -79,7 +79,8 @@ class OpDef:
         `g.node(op_type, inputs, suffix=None, **attributes) -> output name` (the ONNX node
         and its output are named node.name, or node.name + "/" + suffix for helper nodes),
         `g.param(pname) -> initializer name` (`<node>.<pname>`, from the weights) and
-        `g.const(pname, values) -> initializer name` (a float32 constant)."""
+        `g.const(pname, values) -> initializer name` (a float32 constant; give a scalar
+        for a scalar: runtimes fuse a Mul by a 0-d constant into the conv before it)."""
         raise NotImplementedError(f"op {self.name!r} has no ONNX lowering")
 
     def describe(self, attrs: Mapping) -> str:
@@ -302,6 +303,12 @@ class ScaleAdd(OpDef):
 
     def infer_shape(self, attrs, ins):
         x, r = ins
+        if x != r and len(x) == len(r) and x[0] == r[0]:
+            raise ShapeError(
+                f"residual add: the branch gives {fmt_shape(r)} but the block input is "
+                f"{fmt_shape(x)}; the spatial sizes must agree (a strided or 'valid' op in the "
+                "branch changes them)"
+            )
         if x != r:
             raise ShapeError(
                 f"residual add: the up-projection gives {r[0]} channels ({fmt_shape(r)}) but the "
@@ -314,15 +321,16 @@ class ScaleAdd(OpDef):
         x, r = inputs
         scale = float(node.attrs["scale"])
         if scale != 1.0:  # as torch computes it: r * scale + x
-            r = g.node("Mul", [r, g.const("scale", [scale])], suffix="scale")
+            r = g.node("Mul", [r, g.const("scale", scale)], suffix="scale")  # a 0-d scalar
         return g.node("Add", [r, x])
 
     def torch_emit(self, graph, torch, node, args):
         import operator
 
         x, r = args  # timm's order of operations: conv2d(out) * scale + x
-        scaled = graph.call_function(operator.mul, (r, node.attrs["scale"]))
-        return graph.call_function(operator.add, (scaled, x))
+        if node.attrs["scale"] != 1.0:  # 1.0 after the scale is folded into the projection
+            r = graph.call_function(operator.mul, (r, node.attrs["scale"]))
+        return graph.call_function(operator.add, (r, x))
 
 
 OPS: dict[str, OpDef] = {
@@ -330,3 +338,59 @@ OPS: dict[str, OpDef] = {
     for op in (Conv2d(), BatchNorm(), ReLU(), MaxPool(), AvgPool(), GlobalAvgPool(), Dropout(),
                Linear(), Concat(), ScaleAdd())
 }
+
+
+# --- ops introduced by the inference-optimization passes (archcompiler.passes.optimize) ----
+
+class SliceChannels(OpDef):
+    name = "slice_channels"
+    doc = "channels [start, stop) of the input (the outputs of a fused convolution)"
+
+    def infer_shape(self, attrs, ins):
+        c = ins[0][0]
+        if not 0 <= attrs["start"] < attrs["stop"] <= c:
+            raise ShapeError(f"channel slice {attrs['start']}:{attrs['stop']} outside 0:{c}")
+        return (attrs["stop"] - attrs["start"], *ins[0][1:])
+
+    def torch_emit(self, graph, torch, node, args):
+        import operator
+
+        index = (slice(None), slice(node.attrs["start"], node.attrs["stop"]))
+        return graph.call_function(operator.getitem, (args[0], index))
+
+
+class BiasAdd(OpDef):
+    name = "bias_add"
+    doc = "adds a per-channel bias (a convolution's bias moved after an average pool)"
+
+    def infer_shape(self, attrs, ins):
+        return ins[0]
+
+    def param_shapes(self, attrs, ins):
+        return {"bias": (ins[0][0],)}
+
+    def torch_module(self, nn, attrs, ins):
+        return _torch_bias_add(nn)(ins[0][0])
+
+
+_BIAS_ADD_CLASS = {}
+
+
+def _torch_bias_add(nn):
+    if nn not in _BIAS_ADD_CLASS:
+        import torch
+
+        class BiasAdd(nn.Module):
+            def __init__(self, channels):
+                super().__init__()
+                self.bias = nn.Parameter(torch.zeros(channels))
+
+            def forward(self, x):
+                return x + self.bias.view(1, -1, 1, 1)
+
+        _BIAS_ADD_CLASS[nn] = BiasAdd
+    return _BIAS_ADD_CLASS[nn]
+
+
+for _op in (SliceChannels(), BiasAdd()):
+    OPS[_op.name] = _op

@@ -106,10 +106,14 @@ class Spec:
         return Diagnostic(loc, message, severity, self.via.get(loc.file, ()), tuple(notes))
 
     def with_params(self, **overrides) -> "Spec":
-        """A copy with spec-level parameters (or `classes`) replaced."""
+        """A copy with spec-level parameters (or `classes`) replaced.
+
+        The spec's promised totals (expect: layers, params, macs, min_input) describe its
+        own configuration, so the copy does not check them; stage shapes still are."""
         import copy
 
         new = copy.copy(self)
+        new.expect = m.Expect(stages=dict(self.expect.stages))
         new.params = dict(self.params)
         for k, v in overrides.items():
             if k == "classes":
@@ -224,7 +228,9 @@ def _describe(value) -> str:
         return "a mapping"
     if isinstance(value, list):
         text = repr(list(value))
-        return f"the list {text}" if len(text) <= 60 else f"a list of {len(value)} items"
+        if len(text) > 60 or any(isinstance(x, (dict, list)) for x in value):
+            return f"a list of {len(value)} item{'s' * (len(value) != 1)}"
+        return f"the list {text}"
     return type_name(value)
 
 
@@ -268,8 +274,9 @@ def _group_message(errs: list, rest: list) -> str:
         for e in errs:
             if e["type"] == "literal_error":
                 w = e["msg"].replace("Input should be ", "")
-            elif _is_pair_length_error(e):
-                w = "a list of 2 integers"
+            elif _is_pair_length_error(e) or (e["type"] == "list_type" and e["loc"]
+                                               and e["loc"][-1] == "list[int]"):
+                w = "a list of 2 integers"  # the [height, width] form of a kernel, stride, pad
             else:
                 w = _EXPECTED.get(e["type"], "")
             if w and w not in wanted:
@@ -567,6 +574,19 @@ def _merge(loader: _Loader, sf: m.SpecFile, display: str, blocks: dict, base: Op
             stage_expect[k] = (parse_shape(v), sf.expect.key_loc("stages"))
 
     classes = sf.set.get("classes") if "classes" in sf.set else pick("classes")
+    if "classes" in sf.set and (isinstance(classes, bool) or not isinstance(classes, int)
+                                or not 1 <= classes <= 1_000_000):
+        diags.append(error(s_locs.get("classes") or sf.key_loc("set"),
+                           f"set.classes: expected an integer between 1 and 1000000, got {classes!r}"))
+        classes = None
+    preprocess = pick("preprocess") or m.Preprocess()
+    for what in ("mean", "std"):
+        values = getattr(preprocess, what)
+        if pick("preprocess") is not None and len(values) != input_shape[0]:
+            where = preprocess.key_loc(what) if sf.preprocess is not None else None
+            diags.append(error(where or input_loc or here,
+                               f"preprocess.{what}: {len(values)} values for an input with "
+                               f"{input_shape[0]} channels"))
     checkpoints = dict(base.checkpoints) if base else {}
     checkpoints.update(sf.checkpoints)
     spec = Spec(
@@ -582,7 +602,7 @@ def _merge(loader: _Loader, sf: m.SpecFile, display: str, blocks: dict, base: Op
         input_shape=input_shape,
         input_loc=input_loc,
         classes=classes if classes is not None else 1000,
-        preprocess=pick("preprocess") or m.Preprocess(),
+        preprocess=preprocess,
         defaults=defaults,
         init=pick("init") or m.Init(),
         blocks=all_blocks,

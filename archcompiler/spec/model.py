@@ -111,7 +111,7 @@ class ConvOp(Located):
     norm: Optional[Literal["batchnorm", "none"]] = None
     act: Optional[ActP] = None
     bias: Optional[StrictBool] = None
-    eps: Optional[StrictFloat] = None
+    eps: Optional[Annotated[StrictFloat, Field(gt=0, le=1)]] = None
     name: Optional[Name] = None
 
 
@@ -386,8 +386,8 @@ class ConvDefaults(Located):
     act: Literal["relu", "none"] = "relu"
     bias: StrictBool = False
     padding: Padding = "same"
-    eps: StrictFloat = 0.001
-    momentum: StrictFloat = 0.1
+    eps: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.001
+    momentum: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.1
 
 
 class AvgPoolDefaults(Located):
@@ -406,9 +406,10 @@ class Defaults(Located):
 
 
 class Preprocess(Located):
-    mean: Annotated[list[Union[StrictFloat, StrictInt]], Field(min_length=1)] = [0.5, 0.5, 0.5]
-    std: Annotated[list[Union[StrictFloat, StrictInt]], Field(min_length=1)] = [0.5, 0.5, 0.5]
-    crop_pct: Union[StrictFloat, StrictInt] = 0.875
+    mean: Annotated[list[Union[StrictFloat, StrictInt]], Field(min_length=1, max_length=64)] = [0.5, 0.5, 0.5]
+    std: Annotated[list[Annotated[Union[StrictFloat, StrictInt], Field(gt=0)]],
+                   Field(min_length=1, max_length=64)] = [0.5, 0.5, 0.5]
+    crop_pct: Annotated[Union[StrictFloat, StrictInt], Field(gt=0, le=1)] = 0.875
     interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
 
 
@@ -459,7 +460,8 @@ class SpecFile(Located):
     width: Optional[Union[StrictFloat, StrictInt]] = Field(
         None, gt=0, le=16, description="multiplies every conv's output channels (rounded)")
     input: Optional[ShapeStr] = Field(None, description="CxHxW, e.g. 3x299x299")
-    classes: Optional[StrictInt] = Field(None, description="classifier outputs; $classes in specs")
+    classes: Optional[StrictInt] = Field(None, ge=1, le=1_000_000,
+                                         description="classifier outputs; $classes in specs")
     preprocess: Optional[Preprocess] = None
     defaults: Optional[Defaults] = None
     blocks: dict[Name, BlockDef] = Field(default_factory=dict)

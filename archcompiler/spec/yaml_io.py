@@ -118,6 +118,10 @@ _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?\Z")
 _YAML11_INT = re.compile(r"[-+]?(0b[01_]+|[0-9][0-9_]*_[0-9_]*)\Z")
 
 
+def _article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -201,7 +205,7 @@ class _Converter:
             key = self.scalar(knode, explicit_str=knode.tag == "tag:yaml.org,2002:str", is_key=True)
             if not isinstance(key, str):
                 self.diags.append(
-                    error(kloc, f"mapping key {knode.value!r} is read as a {type_name(key)}, "
+                    error(kloc, f"mapping key {knode.value!r} is read as {_article(type_name(key))}, "
                                 f"not a string: quote it ('{knode.value}')")
                 )
                 continue
@@ -277,9 +281,13 @@ class _Converter:
                            "quote it if you mean the string")
             )
         elif _YAML11_INT.match(text):
+            try:
+                hint = f"write {int(text.replace('_', ''), 0)}"
+            except ValueError:
+                hint = "write plain decimal digits without '_'"
             self.diags.append(
-                error(loc, f"{text!r} is an integer in YAML 1.1 but a string in YAML 1.2: "
-                           "write plain decimal digits without '_'")
+                error(loc, f"{text!r} is an integer in YAML 1.1 but a string in YAML 1.2: {hint}, "
+                           "or quote it if you mean the string")
             )
         return text
 
