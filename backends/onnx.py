@@ -224,6 +224,7 @@ def metadata(spec: Spec, classes: int, input_shape: tuple, fixed: bool, weights_
         "spec_file": spec.path,
         "title": spec.title or "",
         "source": spec.source or "",
+        "description": spec.description or "",
         "classes": str(classes),
         "input_size": fmt_shape(input_shape),
         "input_spatial": "fixed" if fixed else "dynamic (the size above is the spec's default)",
@@ -337,8 +338,7 @@ def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
     classes = num_classes if num_classes is not None else spec.classes
     meta = metadata(spec, classes, tuple(shapes[graph.input_name]), input_size is not None,
                     weights_desc, optimize, features)
-    doc = " ".join(x for x in (spec.title, "-", spec.description) if x) if spec.title else (
-        spec.description or spec.name)
+    doc = ": ".join(x for x in (spec.title or spec.name, spec.description) if x)
     model = lower_to_onnx(graph, shapes, state, opset, input_size is not None, meta, doc)
     return model, report, notes
 

@@ -74,7 +74,7 @@ def test_fold_bn_applies_only_to_a_conv_whose_sole_reader_is_the_bn(tmp_path):
     assert "a.conv.bias" in s2 and "a.bn.weight" not in s2
     x = torch.randn(1, 8, 9, 9)
     assert float((run(graph, state, x) - run(g2, s2, x)).abs().max()) <= 1e-5
-    # a BN after something that is not a conv stays
+    # a conv after a pool folds too; nothing else changes
     graph2, state2 = tiny(tmp_path, """
         network:
           - name: a
