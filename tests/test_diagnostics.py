@@ -568,3 +568,33 @@ def test_json_and_github_formats_carry_the_notes(tree):
         f"::error file=lib.yaml,line=3,col={col_of(files['lib.yaml'], 'x:')}::blocks.b.seq[0]: "
         "unknown field 'x'"
         "%0As.yaml:3:11: included from here"]
+
+
+# --- the committed broken specs in tests/specs/ ------------------------------------------
+
+def _broken_specs():
+    from spec_helpers import TEST_SPECS
+
+    return sorted(p.name for p in TEST_SPECS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", _broken_specs())
+def test_committed_broken_spec(name):
+    """Every file in tests/specs/ is rejected (exit 1); those with `# expect-error: L:C: msg`
+    header lines report exactly those errors, in that order."""
+    import re
+
+    from spec_helpers import ROOT
+
+    rel = f"tests/specs/{name}"
+    text = (ROOT / rel).read_text(encoding="utf-8")
+    assert "DELIBERATELY BROKEN" in text
+    expected = [(int(m.group(1)), int(m.group(2)), m.group(3))
+                for m in re.finditer(r"^# expect-error: (\d+):(\d+): (.*)$", text, re.M)]
+    r = archc("validate", rel, cwd=ROOT)
+    assert r.rc == 1, r.err
+    assert "Traceback" not in r.err
+    if expected:
+        got = [(d["line"], d["col"], d["msg"]) for d in r.errors]
+        assert got == expected
+        assert {d["file"] for d in r.errors} == {rel}

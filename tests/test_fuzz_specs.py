@@ -38,7 +38,7 @@ ORIGINAL = {rel: (SPECS / rel).read_text(encoding="utf-8") for rel in TARGETS}
 PARSED = {rel: yaml.safe_load(text) for rel, text in ORIGINAL.items()}
 
 SETTINGS = settings(
-    max_examples=150,
+    max_examples=250,
     deadline=timedelta(seconds=20),  # a guard against hangs, not a timing assertion
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                            HealthCheck.data_too_large],
@@ -95,7 +95,9 @@ SCALARS = st.one_of(
         "valid", "same", "3x299x299", "3x0x0", "1x1", "0x75x75", "3x4097x4097", "batchnorm",
         "archc:inception_v4", "archc:nope", "../x.yaml", "/etc/passwd", "stem_v4",
         "inception_a", "reduction_a", "inception_resnet_b", "mixed_6e", "x" * 100,
+        "conv 3x3 " + "9" * 5000, "3x" + "9" * 5000 + "x1", "$(" + "9" * 5000 + ")",
     ]),
+    st.text(max_size=12),
 )
 VALUES = st.recursive(
     SCALARS,
@@ -180,7 +182,8 @@ YAML_BITS = st.sampled_from([
     ":", "-", "- ", "[", "]", "{", "}", ",", "&a", "*a", "!", "!!python/object:os.system",
     "!!str", "|", ">", "'", '"', "#", "%", "@", "`", "?", "\t", "\n", "  ", "---\n", "...\n",
     "<<: ", "\\", "\x00", "\ufeff", "é", "0x", "0o", "012", "1:30", "yes", "~", ".nan", "1e999",
-    "$(", "$k", "x", "99999999999999999999",
+    "$(", "$k", "x", "99999999999999999999", "9" * 5000, "1_" * 2000 + "x", "0x" + "f" * 100,
+    "$(" + "(" * 50, "conv 3x3 " + "9" * 30, "*" * 3, "&" * 3,
 ])
 
 

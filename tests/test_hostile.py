@@ -529,3 +529,45 @@ def test_errors_in_line_order_and_all_reported(tmp_path):
     assert r.errors[1]["msg"].startswith("network[1].op.out: expected an integer")
     assert r.errors[2]["msg"].startswith("network[2].op: unknown op 'convv'")
     assert r.errors[3]["msg"] == "unknown field 'clases'; did you mean 'classes'?"
+
+
+def test_same_block_name_from_two_imports(tmp_path):
+    lib = "archc: 1\nblocks:\n  x: {seq: [relu]}\n"
+    spec = "archc: 1\nname: t\ninput: 3x32x32\nimports: [a.yaml, b.yaml]\nnetwork:\n  - {block: x}\n"
+    write_tree(tmp_path, {"s.yaml": spec, "a.yaml": lib, "b.yaml": lib})
+    e = archc("validate", "s.yaml", cwd=tmp_path).only_error()
+    assert (e["line"], e["col"]) == (4, col_of(spec, "b.yaml"))
+    assert e["msg"] == "block 'x' is defined both in a.yaml and in b.yaml"
+
+
+@pytest.mark.parametrize("kind", ["imports", "extends"])
+def test_include_depth_limit(tmp_path, kind):
+    files = {}
+    for i in range(20):
+        ref = f"f{i + 1}.yaml"
+        files[f"f{i}.yaml"] = f"archc: 1\n{kind}: {'[' + ref + ']' if kind == 'imports' else ref}\n"
+    if kind == "imports":
+        files["f20.yaml"] = "archc: 1\nblocks:\n  x: {seq: [relu]}\n"
+        files["s.yaml"] = "archc: 1\nname: t\nimports: [f0.yaml]\nnetwork:\n  - {block: x}\n"
+    else:
+        files["f20.yaml"] = "archc: 1\nname: base\nnetwork:\n  - {name: c, op: relu}\n"
+        files["s.yaml"] = "archc: 1\nextends: f0.yaml\n"
+    write_tree(tmp_path, files)
+    r = archc("validate", "s.yaml", cwd=tmp_path)
+    assert r.rc == 1
+    e = r.only_error()
+    assert e["file"] == "f15.yaml" and e["line"] == 2
+    assert e["msg"] == f"{kind} nested deeper than 16 files (a documented limit)"
+    notes = [d for d in r.diags if d["sev"] == "note"]
+    assert [n["file"] for n in notes] == [f"f{i}.yaml" for i in range(14, -1, -1)] + ["s.yaml"]
+
+
+def test_symlink_loop(tmp_path):
+    write_tree(tmp_path, {"s.yaml": net("relu", "imports: [a.yaml]\n")})
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    r = archc_subprocess("validate", "s.yaml", cwd=tmp_path, timeout=60)
+    assert r.rc == 1
+    e = r.only_error()
+    assert (e["file"], e["line"], e["col"]) == ("s.yaml", 4, 11)
+    assert e["msg"].startswith("imports[0]: 'a.yaml': cannot read: ")

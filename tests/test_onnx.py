@@ -4,6 +4,7 @@ backend = timm, torch not needed, atomic writes."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import subprocess
@@ -100,8 +101,8 @@ def test_names_are_ir_names_and_metadata(name):
     assert meta["classes"] == str(sp.classes)
     assert meta["input_size"] == "x".join(map(str, sp.input_shape))
     pp = sp.preprocess
-    assert [float(v) for v in eval(meta["preprocess_mean"])] == [float(v) for v in pp.mean]
-    assert [float(v) for v in eval(meta["preprocess_std"])] == [float(v) for v in pp.std]
+    assert json.loads(meta["preprocess_mean"]) == [float(v) for v in pp.mean]
+    assert json.loads(meta["preprocess_std"]) == [float(v) for v in pp.std]
     assert float(meta["preprocess_crop_pct"]) == float(pp.crop_pct)
     assert meta["preprocess_interpolation"] == pp.interpolation
     assert model.producer_name == "archcompiler"

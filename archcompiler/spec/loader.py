@@ -153,7 +153,7 @@ def _locate(raw, loc_parts, file: str):
     Returns (Location, user-facing field path, field names below the data: a missing
     field, or a field of a parsed op string)."""
     cur, where = raw, getattr(raw, "loc", Location(file))
-    path = ""
+    path = parent = ""
     parts = list(loc_parts)
     i = 0
     rest: list = []
@@ -173,11 +173,11 @@ def _locate(raw, loc_parts, file: str):
             continue
         if isinstance(cur, LocDict) and isinstance(part, str) and part in cur:
             where = cur.key_locs.get(part, where)
-            path = _join(path, part)
+            parent, path = path, _join(path, part)
             cur = cur[part]
         elif isinstance(cur, LocList) and isinstance(part, int) and 0 <= part < len(cur):
             where = cur.item_locs[part]
-            path = _join(path, part)
+            parent, path = path, _join(path, part)
             cur = cur[part]
         elif (isinstance(part, str) and (part in _field_names() or part == "with")
               and part not in m.OP_NAMES):
@@ -186,7 +186,7 @@ def _locate(raw, loc_parts, file: str):
         i += 1
     if hasattr(cur, "loc") and not isinstance(cur, (LocDict, LocList)):
         where = cur.loc
-    return where, path, rest
+    return where, path, rest, parent
 
 
 _EXPECTED = {
@@ -308,11 +308,10 @@ def validation_diagnostics(exc: ValidationError, raw, file: str) -> list[Diagnos
     """pydantic's errors -> `path:line:col: error: <field path>: message` diagnostics."""
     groups: dict = {}
     for err in exc.errors():
-        where, path, rest = _locate(raw, err["loc"], file)
+        where, path, rest, parent = _locate(raw, err["loc"], file)
         if err["type"] == "extra_forbidden":
             # the unknown key is part of the data path: report it under its parent
-            path = path.rsplit(".", 1)[0] if "." in path else ("" if path == str(err["loc"][-1]) else path)
-            rest = []
+            path, rest = parent, []
         key = (path, tuple(rest) if err["type"] != "missing" else ("missing", *rest))
         groups.setdefault(key, {"where": where, "errs": [], "path": path, "rest": rest})
         groups[key]["errs"].append(err)

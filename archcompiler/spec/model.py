@@ -442,6 +442,23 @@ class CheckpointFormat(Located):
     description: Optional[StrictStr] = None
     rename: dict[StrictStr, StrictStr]
 
+    @field_validator("rename")
+    @classmethod
+    def _rules(cls, v):
+        for ours, theirs in v.items():
+            names = set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", ours))
+            for text in re.findall(r"\{([^{}]*)\}", theirs):
+                try:
+                    used = parse_expr("$(" + text + ")").names()
+                except ExprError as exc:
+                    raise ValueError(f"rename {ours!r}: {theirs!r}: {{{text}}} is not a placeholder "
+                                     f"or an expression over one ({exc})") from None
+                if not used <= names:
+                    raise ValueError(f"rename {ours!r}: {theirs!r}: {{{text}}} uses "
+                                     f"{', '.join(sorted(used - names))}, which {ours!r} does not "
+                                     "capture")
+        return v
+
 
 class SpecFile(Located):
     """A spec file: a complete network, a variant (`extends`), or a block library."""

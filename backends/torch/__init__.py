@@ -148,6 +148,11 @@ def cli_build(spec: Spec, args) -> list[str]:
                       optimize=args.optimize)
         export_pt2(model, out)
         return [out]
+    if args.optimize:
+        from archcompiler.errors import UsageError
+
+        raise UsageError("--optimize builds an inference program: use it with --format pt2 "
+                         "(or --backend onnx); the generated .py is the trainable module")
     out = args.output or f"{spec.name}.py"
     return write_source(spec, out, weights=args.weights, seed=args.seed,
                         num_classes=args.num_classes)
