@@ -144,12 +144,14 @@ def format_table(a) -> str:
 
 def cmd_schema(args) -> int:
     from .spec.model import json_schema
-    from .util import atomic_write_text
+    from .util import OutputError, atomic_write_text
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
         try:
             atomic_write_text(args.output, text)
+        except OutputError as exc:
+            raise UsageError(str(exc)) from None
         except OSError as exc:
             raise UsageError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
     else:
@@ -166,26 +168,121 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
+def _check_weights_path(path: str) -> None:
+    """--weights must name a readable regular file (never open a FIFO or a device: it
+    could block forever): anything else is a usage error (exit 2), found before any
+    spec is read. A file of the wrong format is a checkpoint error (exit 1), later."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"--weights {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--weights {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"--weights {path}: is a directory (give the checkpoint file)")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"--weights {path}: not a regular file (a device, FIFO or socket): refused")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"--weights {path}: permission denied")
+
+
+# what each output format is, and the extensions that clearly mean another kind of file
+_FORMAT_EXT = {"py": ".py", "pt2": ".pt2", "onnx": ".onnx"}
+_KNOWN_EXT = {".py", ".pt2", ".onnx", ".safetensors", ".pt", ".pth", ".bin", ".npz", ".yaml",
+              ".yml", ".json"}
+
+
+def _plan_outputs(spec, args) -> list[str]:
+    """The files this build will write (args.output is set to the first), checked before
+    anything is built: usage errors (exit 2) for an output that cannot be written, that
+    is an input of the build, or whose extension says it is another kind of file."""
+    from .util import OutputError, check_output
+
+    if args.backend == "torch":
+        fmt = args.format or ("pt2" if (args.output or "").endswith(".pt2") else "py")
+        args.format = fmt
+    else:
+        fmt = "onnx"
+    out = args.output or f"{spec.name}{_FORMAT_EXT[fmt]}"
+    args.output = out
+    ext = os.path.splitext(out)[1].lower()
+    if ext in _KNOWN_EXT and ext != _FORMAT_EXT[fmt]:
+        what = {"py": "--backend torch writes Python source (.py; --format pt2 for a .pt2)",
+                "pt2": "--format pt2 writes a .pt2 program",
+                "onnx": "--backend onnx writes a .onnx model"}[fmt]
+        hint = " (did you mean --backend onnx?)" if ext == ".onnx" else ""
+        raise UsageError(f"-o {out}: {what}, not a {ext} file{hint}")
+    outputs = [out]
+    if fmt == "py" and args.weights is not None:
+        outputs.append(os.path.join(os.path.dirname(out),
+                                    os.path.splitext(os.path.basename(out))[0] + ".safetensors"))
+    inputs = [p for p in (spec.path, args.spec, args.weights) if p]
+    for path in outputs:
+        try:
+            check_output(path)
+        except OutputError as exc:
+            raise UsageError(str(exc)) from None
+        for inp in inputs:
+            if os.path.exists(inp) and os.path.exists(path) and os.path.samefile(inp, path):
+                raise UsageError(f"-o {out}: the build would overwrite its own input {inp}")
+    return outputs
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same cleanup runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def cmd_build(args) -> int:
     from . import load_spec
 
     _check_path(args.spec)
-    if args.weights is not None and not os.path.isfile(args.weights):
-        raise UsageError(f"--weights {args.weights}: no such file")
+    if args.weights is not None:
+        _check_weights_path(args.weights)
     if args.num_classes is not None and not (1 <= args.num_classes <= 1_000_000):
         raise UsageError("--num-classes must be between 1 and 1000000")
+    if args.backend == "onnx" and args.format is not None:
+        raise UsageError(f"--format {args.format} is for --backend torch; --backend onnx writes .onnx")
+    if args.backend == "torch":
+        if args.opset is not None:
+            raise UsageError("--opset is for --backend onnx")
+        if args.input_size is not None:
+            raise UsageError("--input-size is for --backend onnx (torch models accept any input size)")
     try:
         spec = load_spec(args.spec, root=args.root)
     except SpecError as exc:
         _emit(exc.diagnostics, args.error_format)
         return EXIT_SPEC
+    _plan_outputs(spec, args)
+    if args.backend == "torch" and args.format == "py" and args.optimize:
+        raise UsageError("--optimize builds an inference program: use it with --format pt2 "
+                         "(or --backend onnx); the generated .py is the trainable module")
     from .backends import cli_build
+    from .util import OutputError
 
+    # SIGTERM (a CI job cancelled) cleans up like Ctrl-C: no temporary file is left
+    import signal
+    import threading
+
+    restore = False
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+        restore = True
     try:
         written = cli_build(spec, args)
     except SpecError as exc:
         _emit(exc.diagnostics, args.error_format)
         return EXIT_SPEC
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        if restore:
+            signal.signal(signal.SIGTERM, old_term if old_term is not None else signal.SIG_DFL)
     for path in written:
         print(f"wrote {path}")
     return EXIT_OK
@@ -203,9 +300,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except SpecError as exc:
         _emit(exc.diagnostics, getattr(args, "error_format", "text"))
         return EXIT_SPEC
-    except KeyboardInterrupt:
-        print("archc: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a build: outputs are atomic
+        terminated = isinstance(exc, Terminated)
+        print(f"archc: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:
         return EXIT_OK
     except Exception:  # noqa: BLE001 - the contract: never a traceback unless --debug

@@ -35,7 +35,7 @@ from archcompiler.ir.ops import OPS, fmt_shape
 from archcompiler.passes.checks import min_input_size
 from archcompiler.passes.shapes import infer_shapes
 from archcompiler.spec.loader import Spec
-from archcompiler.util import atomic_output
+from archcompiler.util import atomic_output, signals_deferred
 from archcompiler.weights import (
     LoadReport,
     init_weights,
@@ -393,8 +393,9 @@ def save(model, path: str, external_data: Optional[bool] = None) -> list[str]:
         copy.CopyFrom(model)
         onnx.save_model(copy, tmp_model, save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=1024)
-        os.replace(os.path.join(tmpdir, data_name), os.path.join(directory, data_name))
-        os.replace(tmp_model, path)
+        with signals_deferred():  # Ctrl-C waits until both renames are done
+            os.replace(os.path.join(tmpdir, data_name), os.path.join(directory, data_name))
+            os.replace(tmp_model, path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return [path, os.path.join(os.path.dirname(path), data_name)]

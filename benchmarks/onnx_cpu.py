@@ -1,22 +1,27 @@
 """CPU latency of our ONNX graphs vs `torch.onnx.export` of timm's models, in onnxruntime.
 
-    python benchmarks/onnx_cpu.py [--models inception_v4 ...] [--batches 1 8] [--runs 20]
+    python benchmarks/onnx_cpu.py [--models inception_v4 ...] [--batches 1 8] [--runs 15]
 
-For each timm-compatible spec: a timm model gets the randomised weights of the test
-suite (conv/fc N(0, 1/fan_in), biases N(0, 1), BN gamma U[.5, 1.5], beta N(0, 1),
-running mean N(0, .1), running var U[.5, 1.5]) and is saved as safetensors; our graph is
-built from that very file (`archcompiler.build(spec, backend="onnx", weights=path)`:
-the default build, dynamic batch and spatial size, BatchNormalization nodes; and the
-`--optimize` build, BN folded), timm's is exported with torch.onnx.export (the
-TorchScript exporter, dynamo=False: the dynamo exporter needs onnxscript; opset 18,
-dynamic batch). All sessions live in this one process with the same SessionOptions
-(intra_op_num_threads=2 by default, inter_op 1, sequential, ORT_ENABLE_ALL, CPU EP);
-runs are interleaved (every session once per round, the order rotating each round)
-after warm-up, and the table shows medians and the ratio ours/timm (< 1: ours faster).
-A second, independent session of timm's graph ("control") shows the noise floor: its
-ratio to the first would be 1.000 on a quiet machine. Outputs are checked equal (max abs
-diff) before timing, and the graphs onnxruntime actually runs (after its ORT_ENABLE_ALL
-rewrites: BN and residual-scale folding, NCHWc conv fusions) are compared node by node.
+For each timm-compatible spec, a timm model gets the test suite's randomised weights
+(conv/fc N(0, 1/fan_in), biases N(0, 1), BN gamma U[.5, 1.5], beta N(0, 1), running mean
+N(0, .1), running var U[.5, 1.5]) and is saved as safetensors; our graphs are built from
+that very file (`archcompiler.build(spec, backend="onnx", weights=path)`), timm's is
+exported with torch.onnx.export (the TorchScript exporter, dynamo=False: the dynamo
+exporter needs onnxscript, which is not installed; opset 18). Two like-for-like settings:
+
+- fixed:   ours with input_size=(S, S) (and the same with --optimize, BN folded) vs
+           timm exported at SxS with a dynamic batch (the usual export);
+- dynamic: our default build (dynamic batch, height, width) vs timm exported with
+           dynamic batch, height and width.
+
+All sessions live in this one process with the same SessionOptions (intra_op_num_threads
+2 by default, inter_op 1, sequential, ORT_ENABLE_ALL, CPU EP). Each comparison is a pair
+of sessions run alternately (A B, B A, ...) after warm-up; the table shows the median
+latency of each and the median of the per-round ratios ours/timm (< 1: ours faster),
+which cancels slow phases of a shared machine. A control pair (timm's graph in two
+sessions) shows this run's noise floor. Outputs are checked against timm eager first,
+and the graphs onnxruntime actually runs (after its rewrites: BN and residual-scale
+folding, NCHWc conv fusions) are compared node by node.
 """
 
 from __future__ import annotations
@@ -54,15 +59,16 @@ def randomize(model, seed: int) -> None:
                 mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=g) + 0.5)
 
 
-def export_timm(model, size: int, opset: int) -> bytes:
+def export_timm(model, size: int, opset: int, dynamic_spatial: bool = False) -> bytes:
     import torch
 
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_spatial else {0: "batch"}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, (torch.zeros(1, 3, size, size),), buf, dynamo=False,
                           opset_version=opset, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          dynamic_axes={"input": axes, "logits": {0: "batch"}},
                           do_constant_folding=True)
     return buf.getvalue()
 
@@ -78,6 +84,7 @@ def session_options(threads: int, level: str = "all"):
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     }[level]
+    so.log_severity_level = 3
     return so
 
 
@@ -91,137 +98,152 @@ def make_session(data: bytes, threads: int, level: str = "all"):
 
 
 def optimized_ops(data: bytes, threads: int, directory: str, tag: str) -> list[tuple]:
-    """(op type, attributes) of each node of the graph onnxruntime runs, in its order."""
+    """(domain, op type, attributes) of each node of the graph onnxruntime runs, in order."""
     import onnx
     import onnxruntime as ort
 
     so = session_options(threads)
     so.optimized_model_filepath = os.path.join(directory, f"{tag}.optimized.onnx")
-    so.log_severity_level = 3  # the NCHWc "hardware specific" notice
     ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     model = onnx.load(so.optimized_model_filepath)
-    skip = {"dilations"}  # torch writes the default dilations=[1, 1] of MaxPool explicitly
+    skip = {"dilations"}  # torch writes MaxPool's default dilations=[1, 1] explicitly
     return [(n.domain, n.op_type, tuple(sorted((a.name, str(onnx.helper.get_attribute_value(a)))
                                               for a in n.attribute if a.name not in skip)))
             for n in model.graph.node]
 
 
-def interleaved(sessions: dict, x: np.ndarray, runs: int, warmup: int) -> dict[str, float]:
-    """Median seconds per run of each session, interleaved round by round."""
-    names = list(sessions)
-    for name in names:
+def compare_graphs(ran: list[tuple], ref: list[tuple]) -> str:
+    if ran == ref:
+        return "identical to timm's, node for node"
+    ops = lambda r: Counter(op for _, op, _ in r)  # noqa: E731
+    more, fewer = ops(ran) - ops(ref), ops(ref) - ops(ran)
+    if more or fewer:
+        return f"differs from timm's: {dict(more)} more, {dict(fewer)} fewer"
+    return "same ops as timm's, order or attributes differ"
+
+
+def paired(a, b, x: np.ndarray, runs: int, warmup: int) -> tuple[float, float, float]:
+    """Alternate two sessions; (median s of a, median s of b, median of per-round b/a)."""
+    feed = {"input": x}
+    for s in (a, b):
         for _ in range(warmup):
-            sessions[name].run(None, {"input": x})
-    times: dict[str, list[float]] = {n: [] for n in names}
+            s.run(None, feed)
+    ta, tb, ratios = [], [], []
     for r in range(runs):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
+        order = ((a, ta), (b, tb)) if r % 2 == 0 else ((b, tb), (a, ta))
+        for s, acc in order:
             t = time.perf_counter()
-            sessions[name].run(None, {"input": x})
-            times[name].append(time.perf_counter() - t)
-    return {n: statistics.median(v) for n, v in times.items()}
+            s.run(None, feed)
+            acc.append(time.perf_counter() - t)
+        ratios.append(tb[-1] / ta[-1])
+    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["inception_v4", "inception_resnet_v2", "inception_v3"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--runs", type=int, default=20, help="timed runs per session and batch")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--runs", type=int, default=15, help="timed rounds per pair and batch")
+    p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--size", type=int, default=299)
     p.add_argument("--bn-study", action="store_true",
-                   help="also: BN vs folded with ORT_DISABLE_ALL, session creation times, sizes")
+                   help="also: BN nodes vs folded with ORT_DISABLE_ALL, session creation, sizes")
     args = p.parse_args(argv)
 
+    import onnx
     import onnxruntime as ort
     import timm
     import torch
+    from safetensors.torch import save_file
 
     import archcompiler as ac
 
     torch.set_num_threads(args.threads)
-    print(f"onnxruntime {ort.__version__} (CPU EP), torch {torch.__version__}, timm {timm.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
-          f"intra_op_num_threads={args.threads}, ORT_ENABLE_ALL, {args.runs} interleaved runs "
-          f"after {args.warmup} warm-up, medians; input {args.size}x{args.size}")
+    S = args.size
+    print(f"onnxruntime {ort.__version__} (CPUExecutionProvider), torch {torch.__version__}, timm "
+          f"{timm.__version__}, {platform.machine()}, {os.cpu_count()} CPUs visible; "
+          f"intra_op_num_threads={args.threads}, ORT_ENABLE_ALL; {args.runs} alternating rounds per "
+          f"pair after {args.warmup} warm-up runs; input {S}x{S}; no GPU used")
     rows, study = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             ref = timm.create_model(name, pretrained=False).eval()
             randomize(ref, seed=0)
             path = os.path.join(tmp, f"{name}.safetensors")
-            from safetensors.torch import save_file
-
             save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
             spec = ac.load_spec(name)
+
+            def ours(**kw):
+                return ac.build(spec, backend="onnx", weights=path, opset=args.opset, **kw
+                                ).SerializeToString()
+
             blobs = {
-                "timm": export_timm(ref, args.size, args.opset),
-                "ours": ac.build(spec, backend="onnx", weights=path, opset=args.opset).SerializeToString(),
-                "ours_opt": ac.build(spec, backend="onnx", weights=path, opset=args.opset,
-                                     optimize=True).SerializeToString(),
+                "timm": export_timm(ref, S, args.opset),
+                "ours": ours(input_size=(S, S)),
+                "ours_opt": ours(input_size=(S, S), optimize=True),
+                "timm_dyn": export_timm(ref, S, args.opset, dynamic_spatial=True),
+                "ours_dyn": ours(),
             }
+            for k, ref_k in (("ours", "timm"), ("ours_opt", "timm"), ("ours_dyn", "timm_dyn")):
+                verdict = compare_graphs(optimized_ops(blobs[k], args.threads, tmp, f"{name}.{k}"),
+                                         optimized_ops(blobs[ref_k], args.threads, tmp, f"{name}.{ref_k}"))
+                print(f"{name}: the graph onnxruntime runs for {k}: {verdict}")
             sessions, created = {}, {}
             for k, blob in blobs.items():
                 sessions[k], created[k] = make_session(blob, args.threads)
             sessions["control"], _ = make_session(blobs["timm"], args.threads)
-            ran = {k: optimized_ops(blobs[k], args.threads, tmp, f"{name}.{k}") for k in blobs}
-            same = {k: ran[k] == ran["timm"] for k in ("ours", "ours_opt")}
-            for k in ("ours", "ours_opt"):
-                if same[k]:
-                    verdict = "identical to timm's, node for node"
-                else:
-                    ops = lambda r: Counter(op for _, op, _ in r)  # noqa: E731
-                    more, fewer = ops(ran[k]) - ops(ran["timm"]), ops(ran["timm"]) - ops(ran[k])
-                    verdict = (f"differs from timm's: {dict(more)} more, {dict(fewer)} fewer"
-                               if more or fewer else "same ops, order or attributes differ")
-                print(f"{name}: graph onnxruntime runs for {k} ({len(ran[k])} nodes, timm's "
-                      f"{len(ran['timm'])}): {verdict}")
-            x = np.random.default_rng(0).standard_normal((2, 3, args.size, args.size)).astype(np.float32)
+            x = np.random.default_rng(0).standard_normal((2, 3, S, S)).astype(np.float32)
             with torch.no_grad():
                 want = ref(torch.from_numpy(x)).numpy()
-            diffs = {k: float(np.abs(s.run(None, {"input": x})[0] - want).max()) for k, s in sessions.items()}
-            print(f"{name}: max |ORT - timm eager| " + ", ".join(f"{k} {v:.2g}" for k, v in diffs.items()))
+            diffs = {k: float(np.abs(s.run(None, {"input": x})[0] - want).max())
+                     for k, s in sessions.items()}
+            print(f"{name}: max |onnxruntime - timm eager| " +
+                  ", ".join(f"{k} {v:.2g}" for k, v in diffs.items()))
             for b in args.batches:
-                xb = np.random.default_rng(b).standard_normal((b, 3, args.size, args.size)).astype(np.float32)
-                med = interleaved(sessions, xb, args.runs, args.warmup)
-                rows.append((name, b, med["timm"], med["ours"], med["ours_opt"], med["control"]))
-                print(f"  batch {b}: timm {med['timm'] * 1e3:.1f} ms, ours {med['ours'] * 1e3:.1f} ms, "
-                      f"ours --optimize {med['ours_opt'] * 1e3:.1f} ms, control (timm again) "
-                      f"{med['control'] * 1e3:.1f} ms", flush=True)
+                xb = np.random.default_rng(b).standard_normal((b, 3, S, S)).astype(np.float32)
+                res = {}
+                for key, (a_, b_) in {"control": ("timm", "control"), "fixed": ("timm", "ours"),
+                                      "opt": ("timm", "ours_opt"),
+                                      "dynamic": ("timm_dyn", "ours_dyn")}.items():
+                    res[key] = paired(sessions[a_], sessions[b_], xb, args.runs, args.warmup)
+                    print(f"  batch {b} {key:8s}: {a_} {res[key][0] * 1e3:.1f} ms, {b_} "
+                          f"{res[key][1] * 1e3:.1f} ms, ratio {res[key][2]:.3f}", flush=True)
+                rows.append((name, b, res))
             if args.bn_study:
-                raw = {}
-                for k in ("ours", "ours_opt"):
-                    raw[k], _ = make_session(blobs[k], args.threads, "none")
-                med = interleaved(raw, np.random.default_rng(1).standard_normal(
-                    (1, 3, args.size, args.size)).astype(np.float32), args.runs, args.warmup)
-                nodes = {k: len(__import__("onnx").load_from_string(v).graph.node) for k, v in blobs.items()}
-                study.append((name, med["ours"], med["ours_opt"], created, nodes,
+                raw = {k: make_session(blobs[k], args.threads, "none")[0] for k in ("ours", "ours_opt")}
+                x1 = np.random.default_rng(1).standard_normal((1, 3, S, S)).astype(np.float32)
+                bn, folded, ratio = paired(raw["ours"], raw["ours_opt"], x1, args.runs, args.warmup)
+                nodes = {k: len(onnx.load_from_string(blobs[k]).graph.node) for k in blobs}
+                study.append((name, bn, folded, ratio, created, nodes,
                               {k: len(v) for k, v in blobs.items()}))
             del sessions
 
     print()
-    print("| model | batch | timm export (ms) | ours (ms) | ours/timm | ours --optimize (ms) "
-          "| ours --optimize/timm | control/timm (noise) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, b, t, o, oo, c in rows:
-        print(f"| {name} | {b} | {t * 1e3:.1f} | {o * 1e3:.1f} | {o / t:.3f} | {oo * 1e3:.1f} "
-              f"| {oo / t:.3f} | {c / t:.3f} |")
+    print("| model | batch | timm export, fixed (ms) | ours --input-size (ms) | ours/timm "
+          "| ours --input-size --optimize (ms) | /timm | timm export, dynamic HxW (ms) "
+          "| ours default, dynamic HxW (ms) | ours/timm | control: timm/timm |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, b, r in rows:
+        f, o, d, c = r["fixed"], r["opt"], r["dynamic"], r["control"]
+        print(f"| {name} | {b} | {f[0] * 1e3:.1f} | {f[1] * 1e3:.1f} | {f[2]:.3f} | {o[1] * 1e3:.1f} "
+              f"| {o[2]:.3f} | {d[0] * 1e3:.1f} | {d[1] * 1e3:.1f} | {d[2]:.3f} | {c[2]:.3f} |")
     if study:
         print()
-        print("BN study (batch 1): latency with ORT_DISABLE_ALL (no fusion at all), session creation "
-              "with ORT_ENABLE_ALL, node count, serialized size")
-        print("| model | BN nodes, no ORT opt (ms) | folded, no ORT opt (ms) | session init BN / folded / timm (s) "
-              "| nodes BN / folded / timm | MB BN / folded / timm |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, bn, fo, created, nodes, size in study:
-            print(f"| {name} | {bn * 1e3:.1f} | {fo * 1e3:.1f} | {created['ours']:.2f} / "
+        print("BN study, batch 1, fixed size: latency with ORT_DISABLE_ALL (no onnxruntime fusion "
+              "at all), session creation with ORT_ENABLE_ALL, node count, serialized size")
+        print("| model | BN nodes, no ORT opt (ms) | folded, no ORT opt (ms) | folded/BN "
+              "| session init BN / folded / timm (s) | nodes BN / folded / timm | MB BN / folded / timm |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, bn, fo, ratio, created, nodes, size in study:
+            print(f"| {name} | {bn * 1e3:.1f} | {fo * 1e3:.1f} | {ratio:.3f} | {created['ours']:.2f} / "
                   f"{created['ours_opt']:.2f} / {created['timm']:.2f} | {nodes['ours']} / "
                   f"{nodes['ours_opt']} / {nodes['timm']} | {size['ours'] / 1e6:.1f} / "
                   f"{size['ours_opt'] / 1e6:.1f} / {size['timm'] / 1e6:.1f} |")
-    # "slower" = beyond the noise this very run measured (control vs timm), and 3%
-    slower = [(n, b) for n, b, t, o, _, c in rows if o / t > max(1.03, c / t + 0.02)]
+    # slower = beyond 3% and beyond this run's own noise (the control pair)
+    slower = [(n, b, k) for n, b, r in rows for k in ("fixed", "dynamic")
+              if r[k][2] > max(1.03, r["control"][2] + 0.02)]
     if slower:
         print(f"\nours slower than timm's export beyond this run's noise: {slower}", file=sys.stderr)
     return 1 if slower else 0

@@ -138,21 +138,33 @@ def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Op
 
 
 def cli_build(spec: Spec, args) -> list[str]:
+    """`archc build --backend torch`: the generated .py (with --weights, a .safetensors
+    beside it) or, with --format pt2, a torch.export program. Nothing is written unless
+    the whole build succeeds. Warnings (a fresh classifier head) go to stderr."""
+    import sys
+
+    from archcompiler.errors import UsageError
+
     from .codegen import write_source
     from .export import export_pt2
 
     fmt = args.format or ("pt2" if (args.output or "").endswith(".pt2") else "py")
-    if fmt == "pt2":
-        out = args.output or f"{spec.name}.pt2"
-        model = build(spec, weights=args.weights, seed=args.seed, num_classes=args.num_classes,
-                      optimize=args.optimize)
-        export_pt2(model, out)
-        return [out]
-    if args.optimize:
-        from archcompiler.errors import UsageError
-
+    if fmt == "py" and args.optimize:
         raise UsageError("--optimize builds an inference program: use it with --format pt2 "
                          "(or --backend onnx); the generated .py is the trainable module")
-    out = args.output or f"{spec.name}.py"
-    return write_source(spec, out, weights=args.weights, seed=args.seed,
-                        num_classes=args.num_classes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        if fmt == "pt2":
+            out = args.output or f"{spec.name}.pt2"
+            model = build(spec, weights=args.weights, seed=args.seed, num_classes=args.num_classes,
+                          optimize=args.optimize)
+            export_pt2(model, out)
+            written = [out]
+        else:
+            out = args.output or f"{spec.name}.py"
+            written = write_source(spec, out, weights=args.weights, seed=args.seed,
+                                   num_classes=args.num_classes)
+    for w in caught:
+        if str(w.message).startswith(f"{spec.name}: "):  # ours, not torch's own chatter
+            print(f"archc: warning: {w.message}", file=sys.stderr)
+    return written

@@ -505,12 +505,14 @@ def generate_source(spec: Spec, num_classes: Optional[int] = None, weights_file:
 
 def write_source(spec: Spec, out: str, weights=None, seed: int = 0,
                  num_classes: Optional[int] = None) -> list[str]:
-    """Write the generated module (and, with weights, a .safetensors beside it)."""
-    from archcompiler.util import atomic_output
+    """Write the generated module (and, with weights, a .safetensors beside it).
 
-    written = []
-    weights_file = None
+    Everything is computed first; the files are then written to temporary files and
+    renamed into place together: both appear complete, or neither changes."""
+    from archcompiler.util import atomic_outputs
+
     tensors = None
+    weights_file = None
     if weights is not None:
         from . import prepare, resolve_weights
 
@@ -519,17 +521,19 @@ def write_source(spec: Spec, out: str, weights=None, seed: int = 0,
         weights_file = os.path.splitext(os.path.basename(out))[0] + ".safetensors"
     text = generate_source(spec, num_classes=num_classes, weights_file=weights_file)
     compile(text, out, "exec")  # a bug here must fail the build, not the user's import
-    with atomic_output(out, suffix=".py") as tmp:
-        if tensors is not None:
-            from archcompiler.weights import write_checkpoint
+    if tensors is None:
+        with atomic_outputs([out], [".py"]) as (tmp,):
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        return [out]
+    from archcompiler.weights import save_safetensors
 
-            wpath = os.path.join(os.path.dirname(os.path.abspath(out)), weights_file)
-            write_checkpoint(wpath, tensors, {"spec": spec.name, "format": "archc"})
-            written.append(wpath)
-        with open(tmp, "w", encoding="utf-8") as fh:
+    wpath = os.path.join(os.path.dirname(os.path.abspath(out)), weights_file)
+    with atomic_outputs([out, wpath], [".py", ".safetensors"]) as (tmp_py, tmp_w):
+        save_safetensors(tmp_w, tensors, {"spec": spec.name, "format": "archc"})
+        with open(tmp_py, "w", encoding="utf-8") as fh:
             fh.write(text)
-    written.insert(0, out)
-    return written
+    return [out, wpath]
 
 
 _ = re  # (kept for future name sanitising)
