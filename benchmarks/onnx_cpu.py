@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     print(f"onnxruntime {ort.__version__} (CPUExecutionProvider), torch {torch.__version__}, timm "
           f"{timm.__version__}, {platform.machine()}, {os.cpu_count()} CPUs visible; "
           f"intra_op_num_threads={args.threads}, ORT_ENABLE_ALL; {args.runs} alternating rounds per "
-          f"pair after {args.warmup} warm-up runs; input {S}x{S}; no GPU used")
+          f"pair after {args.warmup} warm-up runs; input {S}x{S}; no GPU used; load average "
+          f"{os.getloadavg()[0]:.2f} at start (other work on the machine shows in the control pair)")
     rows, study = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -241,6 +242,7 @@ def main(argv=None) -> int:
                   f"{created['ours_opt']:.2f} / {created['timm']:.2f} | {nodes['ours']} / "
                   f"{nodes['ours_opt']} / {nodes['timm']} | {size['ours'] / 1e6:.1f} / "
                   f"{size['ours_opt'] / 1e6:.1f} / {size['timm'] / 1e6:.1f} |")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
     # slower = beyond 3% and beyond this run's own noise (the control pair)
     slower = [(n, b, k) for n, b, r in rows for k in ("fixed", "dynamic")
               if r[k][2] > max(1.03, r["control"][2] + 0.02)]

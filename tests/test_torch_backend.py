@@ -310,3 +310,22 @@ def test_api_entry_point_by_path_and_print():
     assert isinstance(model, torch.nn.Module)
     assert "inception_a" in str(model)
     assert sum(p.numel() for p in model.parameters()) == 42_679_816
+
+
+def test_generated_source_handles_a_repeated_block_that_widens(tmp_path):
+    (tmp_path / ".archc-root").write_text("")
+    (tmp_path / "grow.yaml").write_text(
+        "archc: 1\nname: grow\ninput: 3x32x32\n"
+        "blocks:\n  widen:\n    concat: [[conv 1x1 8], [maxpool 3x3 same]]\n"
+        "network:\n  - {name: stem, op: conv 3x3 8}\n  - {block: widen, repeat: 3, expect: 32x32x32}\n"
+        "head: [global_avgpool, linear 10]\n")
+    spec = ac.load_spec(str(tmp_path / "grow.yaml"))
+    write_source(spec, str(tmp_path / "grow_gen.py"))
+    mod_spec = importlib.util.spec_from_file_location("grow_gen", tmp_path / "grow_gen.py")
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    gen, api = mod.Grow().eval(), build(spec, seed=3).eval()
+    gen.load_state_dict(api.state_dict())  # strict: same keys and shapes (8, 16, 24 inputs)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert float((gen(x) - api(x)).abs().max()) <= 1e-6

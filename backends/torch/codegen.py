@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import keyword
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -288,8 +287,6 @@ class _Gen:
         loc = blk.loc
         doc.append("")
         doc.append(f"Block `{name}` of {loc.file}:{loc.line}." if loc else f"Block `{name}`.")
-        store = [f"        self.{_ident(p)} = {_ident(p)}" for p in declared
-                 if not _is_structural(blk, p)]
         if blk.seq is not None:
             parts, out = [], cin
             for j, it in enumerate(blk.seq):
@@ -333,18 +330,12 @@ class _Gen:
                    f"        r = {merge}\n"
                    f"        x = self.project(r) * self.scale + x  # Figure 20: scaled residual\n"
                    f"        return self.act(x) if self.act is not None else x\n")
-            store = []
         out_src = out.render()
         src += (f"\n    @staticmethod\n    def out_channels({out_sig}):\n"
                 f"        return {out_src}\n")
-        del store
         self.classes[name] = src
         self.order.append(name)
         return cls
-
-
-def _is_structural(blk, p) -> bool:
-    return True
 
 
 def _sequential_src(parts: list) -> str:
@@ -371,6 +362,10 @@ def _wrap(text: str, width: int) -> list[str]:
 def _docstring(lines: list[str]) -> str:
     body = "\n".join(("    " + ln) if ln else "" for ln in lines)
     return f'    """{body.lstrip()}\n    """\n'
+
+
+def _last_node(graph, prefix: str) -> str:
+    return [n.name for n in graph.nodes if n.name.startswith(prefix)][-1]
 
 
 def generate_source(spec: Spec, num_classes: Optional[int] = None, weights_file: Optional[str] = None) -> str:
@@ -400,10 +395,13 @@ def generate_source(spec: Spec, num_classes: Optional[int] = None, weights_file:
             cls = gen.block_class(st.block)
             if st.repeat is not None:
                 reps = st.repeat.evaluate(dict(spec.params)) if isinstance(st.repeat, Expr) else st.repeat
-                ins = [cin] + [shapes[f"{name}.{i}"][0] if f"{name}.{i}" in shapes else None
+                ins = [cin] + [shapes[_last_node(analysis.graph, f"{name}.{i}.")][0]
                                for i in range(reps - 1)]
-                src = f"nn.Sequential(*[{cls}({cin}{kwargs}) for _ in range({reps})])"
-                del ins
+                if len(set(ins)) == 1:
+                    src = f"nn.Sequential(*[{cls}({cin}{kwargs}) for _ in range({reps})])"
+                else:  # copies whose input widths differ
+                    inner = ",\n".join(f"{cls}({c}{kwargs})" for c in ins)
+                    src = f"nn.Sequential(\n{_indent(inner, 4)},\n)"
             else:
                 src = f"{cls}({cin}{kwargs})"
         elif st.op is not None:
@@ -535,5 +533,3 @@ def write_source(spec: Spec, out: str, weights=None, seed: int = 0,
             fh.write(text)
     return [out, wpath]
 
-
-_ = re  # (kept for future name sanitising)
