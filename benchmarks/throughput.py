@@ -107,7 +107,7 @@ def main():
                     x = x.to(torch.bfloat16)
                 med = bench(variants, x, iters, warmup=3 if gpu else 1, device=device)
                 for k, t in med.items():
-                    print(f"{name:<22} {dtype:<5} {mode:<15} {k:<10} {batch / t:>10.1f} "
+                    print(f"{name:<22} {dtype:<5} {mode:<15} {k:<10} {batch / t:>10.2f} "
                           f"{med['timm'] / t:>7.3f}x")
 
 
