@@ -11,8 +11,16 @@ and initializer names are our IR names (`inception_a.0.branch2.1.conv`,
 Inference form: dropout is the identity (no node), BN uses its running statistics, and
 auxiliary heads (training only) are not exported. Opset 17 or newer (default 18); ops
 used: Conv, BatchNormalization, Relu, MaxPool, AveragePool, GlobalAveragePool, Flatten,
-Gemm, Concat, Mul, Add, all float32, which onnxruntime's CPU, CUDA and TensorRT
-execution providers all implement.
+Gemm, Concat, Mul, Add (and Slice, Identity only where the optional passes or a dropout
+output need them), all float32, which onnxruntime's CPU, CUDA and TensorRT execution
+providers all implement.
+
+BN is emitted as BatchNormalization by default: every runtime that matters folds it
+into the conv when it loads the graph (onnxruntime does at its basic level, TensorRT
+always), so it costs nothing at run time (measured: benchmarks/onnx_cpu.py), and the
+graph keeps the checkpoint's tensors under the checkpoint's names. `optimize=True`
+(`--optimize`) folds it at build time instead (archcompiler.passes.fold_bn), with the
+residual scales, for runtimes that do not, and for a graph 30% smaller in nodes.
 """
 
 from __future__ import annotations
@@ -51,7 +59,13 @@ MIN_OPSET = 17
 EXTERNAL_DATA_BYTES = 1_800_000_000
 
 ONNX_OPS = ("Conv", "BatchNormalization", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool",
-            "Flatten", "Gemm", "Concat", "Mul", "Add", "Identity")
+            "Flatten", "Gemm", "Concat", "Mul", "Add", "Identity", "Slice")
+
+# The inference passes (archcompiler.passes.optimize) that --optimize runs: exact folds
+# that add no op. Not commute_pool_conv / fuse_siblings: in onnxruntime (CPU) the fused
+# sibling convs come back as Split + ~100 NCHWc reorder nodes + unfused ReLUs, for no
+# gain measurable on 2 cores; pass optimize=(names...) to build() to choose others.
+ONNX_PASSES = ("drop_dropout", "fold_bn", "fold_residual_scale")
 
 WeightsArg = Union[None, str, "os.PathLike[str]", "dict[str, np.ndarray]"]
 
@@ -83,18 +97,20 @@ class OnnxBuilder:
                                                 doc_string=self.doc, **attributes))
         return name
 
-    def param(self, pname: str) -> str:
+    def param(self, pname: str, shape: Optional[tuple] = None) -> str:
         name = f"{self.current.name}.{pname}"
         if name not in self.initializers:
             if name not in self.weights:
                 raise KeyError(f"no weights for {name}")
             arr = np.ascontiguousarray(self.weights[name], dtype=np.float32)
+            if shape is not None:
+                arr = arr.reshape(shape)
             self.initializers[self._unique(name)] = self.numpy_helper.from_array(arr, name)
         return name
 
-    def const(self, pname: str, values) -> str:
+    def const(self, pname: str, values, dtype: str = "float32") -> str:
         name = self._unique(f"{self.current.name}.{pname}")
-        arr = np.asarray(values, dtype=np.float32)
+        arr = np.asarray(values, dtype=np.dtype(dtype))
         self.initializers[name] = self.numpy_helper.from_array(arr, name)
         return name
 
@@ -215,7 +231,7 @@ def export_graph(spec: Spec, num_classes: Optional[int], features: bool,
 # --- metadata ----------------------------------------------------------------------------
 
 def metadata(spec: Spec, classes: int, input_shape: tuple, fixed: bool, weights_desc: str,
-             optimize: bool, features: bool) -> dict[str, str]:
+             passes: tuple, features: bool) -> dict[str, str]:
     pp = spec.preprocess
     from archcompiler import __version__
 
@@ -235,7 +251,9 @@ def metadata(spec: Spec, classes: int, input_shape: tuple, fixed: bool, weights_
         "preprocess_interpolation": pp.interpolation,
         "outputs": "features" if features else "logits",
         "weights": weights_desc,
-        "batchnorm": "folded into the convolutions" if optimize else "BatchNormalization (inference)",
+        "batchnorm": ("folded into the convolutions" if "fold_bn" in passes
+                      else "BatchNormalization (inference)"),
+        "optimizations": ", ".join(passes) or "none",
         "archcompiler_version": __version__,
     }
     return {k: str(v) for k, v in meta.items()}
@@ -312,7 +330,7 @@ def lower_to_onnx(graph: Graph, shapes: dict, state: dict[str, np.ndarray], opse
 
 def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
                       num_classes: Optional[int] = None, input_size: Optional[tuple] = None,
-                      opset: Optional[int] = DEFAULT_OPSET, optimize: bool = False,
+                      opset: Optional[int] = DEFAULT_OPSET, optimize: Union[bool, tuple] = False,
                       features: bool = False):
     """build(), also returning (load report, notes for the user)."""
     opset = _opset(opset)
@@ -322,10 +340,15 @@ def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
             raise UsageError(f"input_size: expected (H, W), got {input_size}")
     graph, shapes = export_graph(spec, num_classes, features, input_size)
     state, report, notes = resolve_weights(spec, weights, seed, num_classes)
-    if optimize:
-        from archcompiler.passes.fold_bn import fold_bn
+    passes = () if not optimize else ONNX_PASSES if optimize is True else tuple(optimize)
+    if passes:
+        from archcompiler.passes.optimize import PASSES, optimize_for_inference
 
-        graph, state = fold_bn(graph, state)
+        unknown = [p for p in passes if p not in PASSES]
+        if unknown:
+            raise UsageError(f"optimize: unknown passes {unknown} (known: {', '.join(PASSES)})")
+
+        graph, state = optimize_for_inference(graph, state, passes=passes)
         shapes, _ = infer_shapes(graph, shapes[graph.input_name])
     if weights is None:
         weights_desc = f"fresh: {spec.init.scheme} initialisation, seed {seed}"
@@ -337,7 +360,7 @@ def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
         weights_desc += "; " + "; ".join(notes)
     classes = num_classes if num_classes is not None else spec.classes
     meta = metadata(spec, classes, tuple(shapes[graph.input_name]), input_size is not None,
-                    weights_desc, optimize, features)
+                    weights_desc, passes, features)
     doc = ": ".join(x for x in (spec.title or spec.name, spec.description) if x)
     model = lower_to_onnx(graph, shapes, state, opset, input_size is not None, meta, doc)
     return model, report, notes
@@ -345,7 +368,7 @@ def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
 
 def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Optional[int] = None,
           input_size: Optional[tuple] = None, opset: Optional[int] = DEFAULT_OPSET,
-          optimize: bool = False, features: bool = False):
+          optimize: Union[bool, tuple] = False, features: bool = False):
     """An onnx.ModelProto for the spec, in inference form.
 
     weights: None (fresh, seeded, as the reference code initialises; the same values as
@@ -354,8 +377,10 @@ def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Op
     naming). num_classes: a fresh classifier of that size (a checkpoint's head is
     skipped, with a warning). input_size: (H, W) to fix the spatial size (default:
     dynamic height/width; the batch is always dynamic). opset: 17 or newer. optimize:
-    fold BN into the convolutions (archcompiler.passes.fold_bn). features: the 35/17/8
-    grid stage outputs instead of logits."""
+    True runs ONNX_PASSES (drop dropout, fold BN into the convolutions, fold residual
+    scales into the projections), or give a tuple of pass names of
+    archcompiler.passes.optimize.PASSES. features: the 35/17/8 grid stage outputs
+    instead of logits."""
     model, _, notes = build_with_report(spec, weights, seed, num_classes, input_size, opset,
                                         optimize, features)
     for note in notes:

@@ -1,6 +1,6 @@
 """CPU latency of our ONNX graphs vs `torch.onnx.export` of timm's models, in onnxruntime.
 
-    python benchmarks/onnx_cpu.py [--models inception_v4 ...] [--batches 1 8] [--runs 15]
+    python benchmarks/onnx_cpu.py [--models inception_v4 ...] [--batches 1 8] [--runs 16]
 
 For each timm-compatible spec, a timm model gets the test suite's randomised weights
 (conv/fc N(0, 1/fan_in), biases N(0, 1), BN gamma U[.5, 1.5], beta N(0, 1), running mean
@@ -9,16 +9,17 @@ that very file (`archcompiler.build(spec, backend="onnx", weights=path)`), timm'
 exported with torch.onnx.export (the TorchScript exporter, dynamo=False: the dynamo
 exporter needs onnxscript, which is not installed; opset 18). Two like-for-like settings:
 
-- fixed:   ours with input_size=(S, S) (and the same with --optimize, BN folded) vs
-           timm exported at SxS with a dynamic batch (the usual export);
+- fixed:   ours with input_size=(S, S) (and the same with --optimize: the inference
+           passes) vs timm exported at SxS with a dynamic batch (the usual export);
 - dynamic: our default build (dynamic batch, height, width) vs timm exported with
            dynamic batch, height and width.
 
 All sessions live in this one process with the same SessionOptions (intra_op_num_threads
 2 by default, inter_op 1, sequential, ORT_ENABLE_ALL, CPU EP). Each comparison is a pair
-of sessions run alternately (A B, B A, ...) after warm-up; the table shows the median
-latency of each and the median of the per-round ratios ours/timm (< 1: ours faster),
-which cancels slow phases of a shared machine. A control pair (timm's graph in two
+of sessions run alternately (A B, B A, ...) after warm-up, twice with fresh sessions;
+the table shows the median latency of each and the median over round pairs of the ratio
+ours/timm (< 1: ours faster; a round pair's ratio is the geometric mean of its A B and
+B A rounds, which cancels the position effect and slow phases of a shared machine). A control pair (timm's graph in two
 sessions) shows this run's noise floor. Outputs are checked against timm eager first,
 and the graphs onnxruntime actually runs (after its rewrites: BN and residual-scale
 folding, NCHWc conv fusions) are compared node by node.
@@ -122,28 +123,41 @@ def compare_graphs(ran: list[tuple], ref: list[tuple]) -> str:
     return "same ops as timm's, order or attributes differ"
 
 
-def paired(a, b, x: np.ndarray, runs: int, warmup: int) -> tuple[float, float, float]:
-    """Alternate two sessions; (median s of a, median s of b, median of per-round b/a)."""
+def paired(a: bytes, b: bytes, x: np.ndarray, runs: int, warmup: int, threads: int,
+           sets: int = 2, level: str = "all") -> tuple[float, float, float]:
+    """Alternate two graphs, each in a session of its own: rounds A B, then B A, ...;
+    `sets` times with fresh sessions (where a session's memory lands moves its speed by
+    a few per cent). The ratio of a round pair (A B, B A) is the geometric mean of its
+    two ratios, which cancels the position effect (the run right after the other
+    session's is slower) and any slow phase longer than four runs. Returns (median s
+    of a, median s of b, median over round pairs of the ratio b/a)."""
     feed = {"input": x}
-    for s in (a, b):
-        for _ in range(warmup):
-            s.run(None, feed)
-    ta, tb, ratios = [], [], []
-    for r in range(runs):
-        order = ((a, ta), (b, tb)) if r % 2 == 0 else ((b, tb), (a, ta))
-        for s, acc in order:
-            t = time.perf_counter()
-            s.run(None, feed)
-            acc.append(time.perf_counter() - t)
-        ratios.append(tb[-1] / ta[-1])
-    return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
+    ta, tb, pair_ratios = [], [], []
+    per_set = max(2, 2 * round(runs / sets / 2))
+    for _ in range(sets):
+        sa, sb = make_session(a, threads, level)[0], make_session(b, threads, level)[0]
+        for s in (sa, sb):
+            for _ in range(warmup):
+                s.run(None, feed)
+        ratios = []
+        for r in range(per_set):
+            order = ((sa, ta), (sb, tb)) if r % 2 == 0 else ((sb, tb), (sa, ta))
+            for s, acc in order:
+                t = time.perf_counter()
+                s.run(None, feed)
+                acc.append(time.perf_counter() - t)
+            ratios.append(tb[-1] / ta[-1])
+            if r % 2 == 1:
+                pair_ratios.append(math.sqrt(ratios[-1] * ratios[-2]))
+        del sa, sb
+    return statistics.median(ta), statistics.median(tb), statistics.median(pair_ratios)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["inception_v4", "inception_resnet_v2", "inception_v3"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    p.add_argument("--runs", type=int, default=15, help="timed rounds per pair and batch")
+    p.add_argument("--runs", type=int, default=16, help="timed rounds per pair and batch")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     p.add_argument("--opset", type=int, default=18)
@@ -187,19 +201,22 @@ def main(argv=None) -> int:
                 "timm_dyn": export_timm(ref, S, args.opset, dynamic_spatial=True),
                 "ours_dyn": ours(),
             }
+            if args.bn_study:
+                blobs["ours_fold"] = ours(input_size=(S, S), optimize=("fold_bn",))
             for k, ref_k in (("ours", "timm"), ("ours_opt", "timm"), ("ours_dyn", "timm_dyn")):
                 verdict = compare_graphs(optimized_ops(blobs[k], args.threads, tmp, f"{name}.{k}"),
                                          optimized_ops(blobs[ref_k], args.threads, tmp, f"{name}.{ref_k}"))
                 print(f"{name}: the graph onnxruntime runs for {k}: {verdict}")
+            blobs["control"] = blobs["timm"]
             sessions, created = {}, {}
             for k, blob in blobs.items():
                 sessions[k], created[k] = make_session(blob, args.threads)
-            sessions["control"], _ = make_session(blobs["timm"], args.threads)
             x = np.random.default_rng(0).standard_normal((2, 3, S, S)).astype(np.float32)
             with torch.no_grad():
                 want = ref(torch.from_numpy(x)).numpy()
             diffs = {k: float(np.abs(s.run(None, {"input": x})[0] - want).max())
                      for k, s in sessions.items()}
+            del sessions
             print(f"{name}: max |onnxruntime - timm eager| " +
                   ", ".join(f"{k} {v:.2g}" for k, v in diffs.items()))
             for b in args.batches:
@@ -208,18 +225,18 @@ def main(argv=None) -> int:
                 for key, (a_, b_) in {"control": ("timm", "control"), "fixed": ("timm", "ours"),
                                       "opt": ("timm", "ours_opt"),
                                       "dynamic": ("timm_dyn", "ours_dyn")}.items():
-                    res[key] = paired(sessions[a_], sessions[b_], xb, args.runs, args.warmup)
+                    res[key] = paired(blobs[a_], blobs[b_], xb, args.runs, args.warmup, args.threads)
                     print(f"  batch {b} {key:8s}: {a_} {res[key][0] * 1e3:.1f} ms, {b_} "
                           f"{res[key][1] * 1e3:.1f} ms, ratio {res[key][2]:.3f}", flush=True)
                 rows.append((name, b, res))
             if args.bn_study:
-                raw = {k: make_session(blobs[k], args.threads, "none")[0] for k in ("ours", "ours_opt")}
                 x1 = np.random.default_rng(1).standard_normal((1, 3, S, S)).astype(np.float32)
-                bn, folded, ratio = paired(raw["ours"], raw["ours_opt"], x1, args.runs, args.warmup)
+                bn, folded, ratio = paired(blobs["ours"], blobs["ours_fold"], x1, args.runs,
+                                           args.warmup, args.threads, level="none")
+                created["ours_fold"] = make_session(blobs["ours_fold"], args.threads)[1]
                 nodes = {k: len(onnx.load_from_string(blobs[k]).graph.node) for k in blobs}
                 study.append((name, bn, folded, ratio, created, nodes,
                               {k: len(v) for k, v in blobs.items()}))
-            del sessions
 
     print()
     print("| model | batch | timm export, fixed (ms) | ours --input-size (ms) | ours/timm "
@@ -239,9 +256,9 @@ def main(argv=None) -> int:
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name, bn, fo, ratio, created, nodes, size in study:
             print(f"| {name} | {bn * 1e3:.1f} | {fo * 1e3:.1f} | {ratio:.3f} | {created['ours']:.2f} / "
-                  f"{created['ours_opt']:.2f} / {created['timm']:.2f} | {nodes['ours']} / "
-                  f"{nodes['ours_opt']} / {nodes['timm']} | {size['ours'] / 1e6:.1f} / "
-                  f"{size['ours_opt'] / 1e6:.1f} / {size['timm'] / 1e6:.1f} |")
+                  f"{created['ours_fold']:.2f} / {created['timm']:.2f} | {nodes['ours']} / "
+                  f"{nodes['ours_fold']} / {nodes['timm']} | {size['ours'] / 1e6:.1f} / "
+                  f"{size['ours_fold'] / 1e6:.1f} / {size['timm'] / 1e6:.1f} |")
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
     # slower = beyond 3% and beyond this run's own noise (the control pair)
     slower = [(n, b, k) for n, b, r in rows for k in ("fixed", "dynamic")

@@ -35,12 +35,12 @@ def spec(name):
     return ac.load_spec(str(ROOT / name) if name.endswith(".yaml") else name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=len(EVERY_SPEC))  # bounded: a model is 100-220 MB
 def seeded(name, input_size=None):
     return ac.build(spec(name), backend="onnx", input_size=input_size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=len(ALL_SPECS))
 def randomized(name):
     """(graph, shapes, randomised our-named state): the issue's randomised weights."""
     return spec_state(spec(name), seed=1)
@@ -230,16 +230,28 @@ def test_fold_bn_is_pure_and_folds_only_what_it_may():
 
 @pytest.mark.parametrize("name", ALL_SPECS)
 def test_optimize_folds_bn_and_equals_unfolded(name):
+    """--optimize (ONNX_PASSES), and every inference pass including those that add ops
+    (slice_channels, bias_add), keep the function."""
+    from archcompiler.passes.optimize import PASSES
+
     _, _, state = randomized(name)
     plain = ac.build(spec(name), backend="onnx", weights=state)
-    folded = ac.build(spec(name), backend="onnx", weights=state, optimize=True)
-    onnx.checker.check_model(folded, full_check=True)
-    assert "BatchNormalization" in {n.op_type for n in plain.graph.node}
-    assert "BatchNormalization" not in {n.op_type for n in folded.graph.node}
-    assert len(folded.graph.node) < len(plain.graph.node)
     x = normal(1, 3, 160, 160, seed=3)
-    a, b = run(plain, x)[0], run(folded, x)[0]
-    assert np.abs(a - b).max() <= TOL
+    want = run(plain, x)[0]
+    assert "BatchNormalization" in {n.op_type for n in plain.graph.node}
+    for passes in (True, tuple(PASSES)):
+        folded = ac.build(spec(name), backend="onnx", weights=state, optimize=passes)
+        onnx.checker.check_model(folded, full_check=True)
+        ops = {n.op_type for n in folded.graph.node}
+        assert "BatchNormalization" not in ops and ops <= set(onnx_backend.ONNX_OPS)
+        if passes is True:
+            assert "Mul" not in ops  # residual scales folded into the projections
+            assert len(folded.graph.node) < len(plain.graph.node)
+        meta = {p.key: p.value for p in folded.metadata_props}
+        assert "fold_bn" in meta["optimizations"] and "folded" in meta["batchnorm"]
+        assert np.abs(run(folded, x)[0] - want).max() <= TOL
+    with pytest.raises(UsageError, match="unknown passes"):
+        ac.build(spec(name), backend="onnx", weights=state, optimize=("fold_everything",))
 
 
 # --- numbers: onnxruntime == torch backend == timm -------------------------------------------

@@ -78,9 +78,10 @@ class OpDef:
         node.inputs. The builder (archcompiler.backends.onnx) offers
         `g.node(op_type, inputs, suffix=None, **attributes) -> output name` (the ONNX node
         and its output are named node.name, or node.name + "/" + suffix for helper nodes),
-        `g.param(pname) -> initializer name` (`<node>.<pname>`, from the weights) and
-        `g.const(pname, values) -> initializer name` (a float32 constant; give a scalar
-        for a scalar: runtimes fuse a Mul by a 0-d constant into the conv before it)."""
+        `g.param(pname, shape=None) -> initializer name` (`<node>.<pname>`, from the
+        weights, optionally reshaped) and `g.const(pname, values, dtype="float32") ->
+        initializer name` (a constant; give a scalar for a scalar: runtimes fuse a Mul
+        by a 0-d constant into the conv before it)."""
         raise NotImplementedError(f"op {self.name!r} has no ONNX lowering")
 
     def describe(self, attrs: Mapping) -> str:
@@ -358,6 +359,12 @@ class SliceChannels(OpDef):
         index = (slice(None), slice(node.attrs["start"], node.attrs["stop"]))
         return graph.call_function(operator.getitem, (args[0], index))
 
+    def onnx_lower(self, g, node, inputs):
+        a = node.attrs
+        return g.node("Slice", [inputs[0], g.const("starts", [a["start"]], "int64"),
+                                g.const("ends", [a["stop"]], "int64"),
+                                g.const("axes", [1], "int64")])
+
 
 class BiasAdd(OpDef):
     name = "bias_add"
@@ -371,6 +378,9 @@ class BiasAdd(OpDef):
 
     def torch_module(self, nn, attrs, ins):
         return _torch_bias_add(nn)(ins[0][0])
+
+    def onnx_lower(self, g, node, inputs):
+        return g.node("Add", [inputs[0], g.param("bias", shape=(-1, 1, 1))])  # C -> C x 1 x 1
 
 
 _BIAS_ADD_CLASS = {}
