@@ -37,7 +37,7 @@ from typing import Optional, Union
 import numpy as np
 
 from archcompiler.errors import SpecError, UsageError
-from archcompiler.ir.graph import Graph, Node
+from archcompiler.ir.graph import Graph, Node, feature_outputs, needed_nodes
 from archcompiler.ir.lower import LowerOptions, lower
 from archcompiler.ir.ops import OPS, fmt_shape
 from archcompiler.passes.checks import min_input_size
@@ -122,20 +122,6 @@ def _spec_error(spec: Spec, problems) -> SpecError:
                                 + p.message) for p in problems])
 
 
-def feature_outputs(graph: Graph, shapes: dict) -> tuple[str, ...]:
-    """features=True: the last trunk stage at each spatial size from stride 8 on (the
-    same rule as the torch backend's, like timm's features_only)."""
-    trunk = [s for s in graph.stages if s.kind == "trunk"]
-    limit = graph.input_shape[1] / 8
-    picked = []
-    for i, st in enumerate(trunk):
-        shape = shapes[st.output]
-        nxt = shapes[trunk[i + 1].output] if i + 1 < len(trunk) else None
-        if len(shape) == 3 and shape[1] <= limit and (nxt is None or nxt[1:] != shape[1:]):
-            picked.append(st.output)
-    return tuple(picked)
-
-
 def _weights_graph(spec: Spec, num_classes: Optional[int]) -> tuple[Graph, dict]:
     """The whole network (head, and aux heads where the spec has any) at the spec's input
     size: what checkpoints hold. Parameter shapes do not depend on the spatial size."""
@@ -191,18 +177,6 @@ def resolve_weights(spec: Spec, weights: WeightsArg, seed: int, num_classes: Opt
     return state, report, notes
 
 
-def _needed(graph: Graph, outputs) -> set[str]:
-    by_name = graph.by_name
-    need, stack = set(), list(outputs)
-    while stack:
-        n = stack.pop()
-        if n in need or n == graph.input_name:
-            continue
-        need.add(n)
-        stack.extend(by_name[n].inputs)
-    return need
-
-
 def export_graph(spec: Spec, num_classes: Optional[int], features: bool,
                  input_size: Optional[tuple]) -> tuple[Graph, dict]:
     """The inference graph (no aux heads, only what the outputs need) and its shapes at
@@ -214,7 +188,7 @@ def export_graph(spec: Spec, num_classes: Optional[int], features: bool,
             raise _spec_error(spec, problems)
         graph = replace(graph, outputs=feature_outputs(graph, shapes), aux_outputs=())
     graph = replace(graph, aux_outputs=())
-    need = _needed(graph, graph.outputs)
+    need = needed_nodes(graph, graph.outputs)
     graph = replace(graph, nodes=tuple(n for n in graph.nodes if n.name in need),
                     stages=tuple(s for s in graph.stages if s.output in need))
     in_shape = tuple(graph.input_shape) if input_size is None else (graph.input_shape[0], *input_size)

@@ -96,3 +96,31 @@ class Graph:
 
     def replace_nodes(self, nodes) -> "Graph":
         return replace(self, nodes=tuple(nodes))
+
+
+def needed_nodes(graph: Graph, outputs) -> set[str]:
+    """Names of the nodes that `outputs` depend on (themselves included)."""
+    by_name = graph.by_name
+    need, stack = set(), list(outputs)
+    while stack:
+        n = stack.pop()
+        if n in need or n == graph.input_name:
+            continue
+        need.add(n)
+        stack.extend(by_name[n].inputs)
+    return need
+
+
+def feature_outputs(graph: Graph, shapes: dict) -> tuple[str, ...]:
+    """What features=True returns, in every backend: the last trunk stage at each spatial
+    size from stride 8 on (the 35x35, 17x17 and 8x8 grids at 299x299), like timm's
+    features_only."""
+    trunk = [s for s in graph.stages if s.kind == "trunk"]
+    limit = graph.input_shape[1] / 8
+    picked = []
+    for i, st in enumerate(trunk):
+        shape = shapes[st.output]
+        nxt = shapes[trunk[i + 1].output] if i + 1 < len(trunk) else None
+        if len(shape) == 3 and shape[1] <= limit and (nxt is None or nxt[1:] != shape[1:]):
+            picked.append(st.output)
+    return tuple(picked)

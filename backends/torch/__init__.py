@@ -14,7 +14,7 @@ from typing import Optional, Union
 import numpy as np
 
 from archcompiler.errors import SpecError
-from archcompiler.ir.graph import Graph
+from archcompiler.ir.graph import Graph, feature_outputs
 from archcompiler.ir.lower import LowerOptions, lower
 from archcompiler.passes.checks import min_input_size
 from archcompiler.passes.shapes import infer_shapes
@@ -44,20 +44,6 @@ def pretrained_cfg(spec: Spec, classes: int) -> dict:
         "interpolation": pp.interpolation,
         "num_classes": classes,
     }
-
-
-def feature_outputs(graph: Graph, shapes: dict) -> tuple[str, ...]:
-    """features=True: the last trunk stage at each spatial size from stride 8 on
-    (the 35x35, 17x17 and 8x8 grids at 299x299), like timm's features_only."""
-    trunk = [s for s in graph.stages if s.kind == "trunk"]
-    limit = graph.input_shape[1] / 8
-    picked = []
-    for i, st in enumerate(trunk):
-        shape = shapes[st.output]
-        nxt = shapes[trunk[i + 1].output] if i + 1 < len(trunk) else None
-        if len(shape) == 3 and shape[1] <= limit and (nxt is None or nxt[1:] != shape[1:]):
-            picked.append(st.output)
-    return tuple(picked)
 
 
 def prepare(spec: Spec, num_classes: Optional[int] = None, features: bool = False,

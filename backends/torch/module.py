@@ -13,21 +13,9 @@ from typing import Optional
 import torch
 from torch import fx, nn
 
-from archcompiler.ir.graph import Graph
+from archcompiler.ir.graph import Graph, needed_nodes
 from archcompiler.ir.ops import OPS, fmt_shape
 from archcompiler.passes.shapes import infer_shapes
-
-
-def _ancestors(graph: Graph, outputs: tuple[str, ...]) -> set[str]:
-    by_name = graph.by_name
-    need, stack = set(), list(outputs)
-    while stack:
-        n = stack.pop()
-        if n in need or n == graph.input_name:
-            continue
-        need.add(n)
-        stack.extend(by_name[n].inputs)
-    return need
 
 
 def _set_submodule(root: nn.Module, dotted: str, module: nn.Module) -> None:
@@ -46,7 +34,7 @@ def forward_function(root: nn.Module, graph: Graph, outputs: tuple[str, ...], as
     """The generated forward(self, x) computing `outputs` of `graph` on `root`'s modules."""
     g = fx.Graph()
     env = {graph.input_name: g.placeholder("x")}
-    keep = _ancestors(graph, outputs)
+    keep = needed_nodes(graph, outputs)
     for node in graph.nodes:
         if node.name in keep:
             env[node.name] = OPS[node.op].torch_emit(g, torch, node, [env[i] for i in node.inputs])
