@@ -14,7 +14,7 @@ import sys
 import traceback
 from typing import Optional
 
-from .errors import Diagnostic, Location, SpecError, UsageError
+from .errors import Diagnostic, SpecError, UsageError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 

@@ -65,3 +65,23 @@ def python_without(*modules: str) -> list[str]:
     )
     return [sys.executable, "-c", blocker + "import runpy, sys; sys.argv = sys.argv[1:]; "
             "runpy.run_module(sys.argv[0], run_name='__main__')"]
+
+
+def randomize_reference(model, seed: int) -> None:
+    """The same randomisation applied to a reference (timm / torchvision) torch model,
+    module by module (its names are never involved)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = math.prod(mod.weight.shape[1:])
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) / fan_in ** 0.5)
+                if mod.bias is not None:
+                    mod.bias.copy_(torch.randn(mod.bias.shape, generator=g))
+            elif isinstance(mod, torch.nn.BatchNorm2d):
+                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) + 0.5)
+                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g))
+                mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=g) * 0.1)
+                mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=g) + 0.5)

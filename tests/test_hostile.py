@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
-import subprocess
-import sys
 import time
 
 import pytest
 
-from spec_helpers import MINIMAL, ROOT, archc, archc_subprocess, col_of, line_of, write_tree
+from spec_helpers import MINIMAL, archc, archc_subprocess, col_of, write_tree
 
 M = MINIMAL  # archc: 1 / name: t / input: 3x32x32 / network: [c1: conv 3x3 8]
 

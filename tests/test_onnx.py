@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import subprocess
 
@@ -23,7 +22,8 @@ from archcompiler.ir.graph import Graph, Node  # noqa: E402
 from archcompiler.passes.fold_bn import fold_bn  # noqa: E402
 from archcompiler.weights import CheckpointError, to_format  # noqa: E402
 
-from support import ALL_SPECS, ROOT, SPECS, TIMM_SPECS, python_without, spec_state  # noqa: E402
+from support import (ALL_SPECS, ROOT, SPECS, TIMM_SPECS, python_without, randomize_reference,
+                     spec_state)  # noqa: E402
 
 VARIANTS = sorted(f"specs/variants/{p.name}" for p in (SPECS / "variants").glob("*.yaml"))
 EVERY_SPEC = ALL_SPECS + VARIANTS
@@ -273,25 +273,6 @@ def test_parity_onnxruntime_vs_torch_backend(name):
     assert diff <= TOL
 
 
-def _randomize_reference(model, seed: int) -> None:
-    """The issue's randomisation applied to a timm model (names never involved)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = math.prod(mod.weight.shape[1:])
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) / fan_in ** 0.5)
-                if mod.bias is not None:
-                    mod.bias.copy_(torch.randn(mod.bias.shape, generator=g))
-            elif isinstance(mod, torch.nn.BatchNorm2d):
-                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) + 0.5)
-                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g))
-                mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=g) * 0.1)
-                mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=g) + 0.5)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TIMM_SPECS)
 def test_logits_equal_timm_from_timm_checkpoint(name, tmp_path):
@@ -301,7 +282,7 @@ def test_logits_equal_timm_from_timm_checkpoint(name, tmp_path):
 
     torch.set_num_threads(2)
     ref = timm.create_model(name, pretrained=False).eval()
-    _randomize_reference(ref, seed=2)
+    randomize_reference(ref, seed=2)
     path = tmp_path / f"{name}.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
     model, report, notes = onnx_backend.build_with_report(spec(name), weights=str(path))
@@ -358,7 +339,7 @@ def test_num_classes_keeps_a_fresh_head_and_says_so(tmp_path):
 
 def test_seeded_weights_equal_torch_backend():
     """The same seed gives the same fresh weights in both backends."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     model = seeded("inception_resnet_v1")
     module = ac.build(spec("inception_resnet_v1"), backend="torch", seed=0)
     sd = module.state_dict()

@@ -6,7 +6,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -20,29 +19,12 @@ from archcompiler.backends.torch.codegen import write_source  # noqa: E402
 from archcompiler.cli import main  # noqa: E402
 from archcompiler.weights import CheckpointError, state_entries, to_format  # noqa: E402
 
-from support import ALL_SPECS, SPECS, TIMM_SPECS, randomized_state  # noqa: E402
+from support import ALL_SPECS, SPECS, TIMM_SPECS, randomize_reference, randomized_state  # noqa: E402
 
 torch.set_num_threads(2)
 
 # Fact sheet 10.1: keys of a freshly built timm model (num_batches_tracked included)
 TIMM_KEYS = {"inception_v4": 896, "inception_resnet_v2": 1306, "inception_v3": 566}
-
-
-def _randomize_reference(model: torch.nn.Module, seed: int) -> None:
-    """The issue's randomisation, applied to a reference (timm / torchvision) model."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for mod in model.modules():
-            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = mod.weight[0].numel()
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) / fan_in ** 0.5)
-                if mod.bias is not None:
-                    mod.bias.copy_(torch.randn(mod.bias.shape, generator=g))
-            elif isinstance(mod, torch.nn.BatchNorm2d):
-                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) + 0.5)
-                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g))
-                mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=g) * 0.1)
-                mod.running_var.copy_(torch.rand(mod.running_var.shape, generator=g) + 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +54,7 @@ def test_logits_equal_timm_from_timm_checkpoint(specs, name, x299, tmp_path):
     from safetensors.torch import save_file
 
     ref = timm.create_model(name, pretrained=False)
-    _randomize_reference(ref, seed=1)
+    randomize_reference(ref, seed=1)
     path = tmp_path / f"{name}.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
     ours = build(specs[name], weights=str(path)).eval()
@@ -92,7 +74,7 @@ def test_torchvision_v3_with_aux_logits_loads_every_key(x299, tmp_path):
     training mode returns (logits, aux_logits) equal to torchvision's."""
     torchvision = pytest.importorskip("torchvision")
     ref = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    _randomize_reference(ref, seed=2)
+    randomize_reference(ref, seed=2)
     path = tmp_path / "tv.pth"
     torch.save(ref.state_dict(), path)
     spec = ac.load_spec(SPECS / "variants" / "inception_v3_aux.yaml")

@@ -22,7 +22,7 @@ from typing import Optional
 
 from pydantic import ValidationError
 
-from ..errors import Diagnostic, Location, SpecError, error, warning
+from ..errors import Diagnostic, Location, SpecError, error
 from . import model as m
 from .yaml_io import LocDict, LocList, LocStr, UnreadableFile, read_yaml, type_name
 

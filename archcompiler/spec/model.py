@@ -8,7 +8,7 @@ evaluated when a block is instantiated (`archcompiler.ir.lower`).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -30,7 +30,7 @@ from pydantic import (
 from ..errors import Location
 from .expr import Expr, ExprError, parse_expr
 from .opstring import OP_NAMES, OpStringError, parse_op_string, unknown_op_message
-from .yaml_io import LocDict, LocStr
+from .yaml_io import LocDict
 
 SPEC_VERSION = 1
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"  # at most 64 characters
