@@ -13,13 +13,16 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
 from .errors import Location, SpecError, error
 from .ir.graph import Graph
+from .ir.lower import LowerOptions, lower
 from .ir.ops import OPS
 from .spec.expr import parse_expr
+from .passes.shapes import infer_shapes
 from .spec.loader import Spec
 
 OURS = "archc"
@@ -478,3 +481,62 @@ def to_format(spec: Spec, state: dict[str, np.ndarray], fmt: str) -> dict[str, n
     """Our state in another library's naming (e.g. to compare with timm)."""
     mapping = names_in_format(spec, list(state), fmt)
     return {mapping[k]: v for k, v in state.items()}
+
+
+# --- the state a backend starts from --------------------------------------------------
+
+def network_graph(spec: Spec, num_classes: Optional[int] = None) -> tuple[Graph, dict]:
+    """The whole network (head, and aux heads where the spec has any) at the spec's input
+    size: what checkpoints hold. Parameter shapes do not depend on the spatial size."""
+    for aux in ((True, None) if spec.aux else (None,)):
+        try:
+            graph = lower(spec, LowerOptions(classes=num_classes, aux=aux))
+        except SpecError:
+            if aux is None:
+                raise
+            continue
+        shapes, problems = infer_shapes(graph)
+        if not problems:
+            return graph, shapes
+        if aux is None:
+            raise SpecError([spec.diag(p.node.loc, (f"stage {p.node.stage}: " if p.node.stage else "")
+                                        + p.message) for p in problems])
+    raise AssertionError("unreachable")
+
+
+def resolve_state(spec: Spec, weights, seed: int = 0, num_classes: Optional[int] = None
+                  ) -> tuple[dict[str, np.ndarray], Optional["LoadReport"], list[str]]:
+    """Our-named numpy state of the whole network (head and aux heads included), which
+    each backend narrows to the tensors its graph needs (features, no aux, ...): fresh
+    (init_weights, seeded), or from a checkpoint path (timm names detected) or a dict
+    (ours or a known naming). Aux-head tensors are optional in a checkpoint; with a
+    different num_classes the classifier is kept fresh.
+    Returns (state, report, notes for the user)."""
+    graph, shapes = network_graph(spec, num_classes)
+    state = init_weights(spec, graph, shapes, seed)
+    if weights is None:
+        return state, None, []
+    entries = state_entries(graph, shapes)
+    stage_of = {n.name: n.stage for n in graph.nodes}
+    aux_stages = {st.name for st in graph.stages if st.kind == "aux"}
+    aux_names = {e.name for e in entries if stage_of[e.node] in aux_stages}
+    replaceable = set(aux_names)
+    if num_classes is not None and num_classes != spec.classes:
+        heads = {st.name for st in graph.stages if st.kind == "head"}
+        replaceable |= {e.name for e in entries if e.op == "linear" and stage_of[e.node] in heads}
+    if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
+        path = os.fsdecode(weights)
+        ckpt = read_checkpoint(path)
+    elif isinstance(weights, dict):
+        path, ckpt = "<weights dict>", {k: np.asarray(v) for k, v in weights.items()}
+    else:
+        raise TypeError("weights: expected None, a checkpoint path or a dict of arrays, got "
+                        f"{type(weights).__name__}")
+    loaded, report = match_checkpoint(spec, entries, ckpt, path, replaceable)
+    state.update(loaded)
+    fresh = [n for n in report.skipped if n not in aux_names]
+    notes = []
+    if fresh:
+        notes.append(f"{spec.name}: kept fresh (not loaded from the checkpoint, num_classes="
+                     f"{num_classes}): {', '.join(fresh)}")
+    return state, report, notes

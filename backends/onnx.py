@@ -44,13 +44,7 @@ from archcompiler.passes.checks import min_input_size
 from archcompiler.passes.shapes import infer_shapes
 from archcompiler.spec.loader import Spec
 from archcompiler.util import atomic_output, signals_deferred
-from archcompiler.weights import (
-    LoadReport,
-    init_weights,
-    match_checkpoint,
-    read_checkpoint,
-    state_entries,
-)
+from archcompiler.weights import resolve_state
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
@@ -120,61 +114,6 @@ class OnnxBuilder:
 def _spec_error(spec: Spec, problems) -> SpecError:
     return SpecError([spec.diag(p.node.loc, (f"stage {p.node.stage}: " if p.node.stage else "")
                                 + p.message) for p in problems])
-
-
-def _weights_graph(spec: Spec, num_classes: Optional[int]) -> tuple[Graph, dict]:
-    """The whole network (head, and aux heads where the spec has any) at the spec's input
-    size: what checkpoints hold. Parameter shapes do not depend on the spatial size."""
-    for aux in ((True, None) if spec.aux else (None,)):
-        try:
-            graph = lower(spec, LowerOptions(classes=num_classes, aux=aux))
-        except SpecError:
-            if aux is None:
-                raise
-            continue
-        shapes, problems = infer_shapes(graph)
-        if not problems:
-            return graph, shapes
-        if aux is None:
-            raise _spec_error(spec, problems)
-    raise AssertionError("unreachable")
-
-
-def resolve_weights(spec: Spec, weights: WeightsArg, seed: int, num_classes: Optional[int]
-                    ) -> tuple[dict[str, np.ndarray], Optional[LoadReport], list[str]]:
-    """Our-named numpy state: seeded (init_weights; the same draws as the torch backend,
-    since aux heads come last in graph order), from a checkpoint path (timm names
-    detected) or from a dict (ours or a known naming). Aux-head tensors are optional
-    (never exported); with a different num_classes the classifier is kept fresh.
-    Returns (state, report, notes for the user)."""
-    graph, shapes = _weights_graph(spec, num_classes)
-    state = init_weights(spec, graph, shapes, seed)
-    if weights is None:
-        return state, None, []
-    entries = state_entries(graph, shapes)
-    stage_of = {n.name: n.stage for n in graph.nodes}
-    aux_stages = {st.name for st in graph.stages if st.kind == "aux"}
-    aux_names = {e.name for e in entries if stage_of[e.node] in aux_stages}
-    replaceable = set(aux_names)
-    if num_classes is not None and num_classes != spec.classes:
-        heads = {st.name for st in graph.stages if st.kind == "head"}
-        replaceable |= {e.name for e in entries if e.op == "linear" and stage_of[e.node] in heads}
-    if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
-        path = os.fsdecode(weights)
-        ckpt = read_checkpoint(path)
-    elif isinstance(weights, dict):
-        path, ckpt = "<weights dict>", {k: np.asarray(v) for k, v in weights.items()}
-    else:
-        raise TypeError("weights: expected None, a checkpoint path or a dict of arrays, got "
-                        f"{type(weights).__name__}")
-    loaded, report = match_checkpoint(spec, entries, ckpt, path, replaceable)
-    state.update(loaded)
-    fresh = [n for n in report.skipped if n not in aux_names]
-    notes = []
-    if fresh:
-        notes.append(f"{spec.name}: kept fresh (not loaded from the checkpoint, num_classes="
-                     f"{num_classes}): {', '.join(fresh)}")
-    return state, report, notes
 
 
 def export_graph(spec: Spec, num_classes: Optional[int], features: bool,
@@ -313,7 +252,7 @@ def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
         if len(input_size) != 2 or min(input_size) < 1:
             raise UsageError(f"input_size: expected (H, W), got {input_size}")
     graph, shapes = export_graph(spec, num_classes, features, input_size)
-    state, report, notes = resolve_weights(spec, weights, seed, num_classes)
+    state, report, notes = resolve_state(spec, weights, seed, num_classes)
     passes = () if not optimize else ONNX_PASSES if optimize is True else tuple(optimize)
     if passes:
         from archcompiler.passes.optimize import PASSES, optimize_for_inference

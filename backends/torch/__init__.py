@@ -19,13 +19,7 @@ from archcompiler.ir.lower import LowerOptions, lower
 from archcompiler.passes.checks import min_input_size
 from archcompiler.passes.shapes import infer_shapes
 from archcompiler.spec.loader import Spec
-from archcompiler.weights import (
-    LoadReport,
-    init_weights,
-    match_checkpoint,
-    read_checkpoint,
-    state_entries,
-)
+from archcompiler.weights import LoadReport, resolve_state, state_entries
 
 WeightsArg = Union[None, str, "dict[str, np.ndarray]"]
 
@@ -62,27 +56,13 @@ def prepare(spec: Spec, num_classes: Optional[int] = None, features: bool = Fals
 
 def resolve_weights(spec: Spec, graph: Graph, shapes: dict, weights: WeightsArg, seed: int,
                     num_classes: Optional[int]) -> tuple[dict, Optional[LoadReport]]:
-    """Our-named numpy state for the graph: fresh (seeded), from a dict, or a checkpoint."""
-    entries = state_entries(graph, shapes)
-    state = init_weights(spec, graph, shapes, seed)
-    if weights is None:
-        return state, None
-    replaceable = set()
-    if num_classes is not None and num_classes != spec.classes:
-        # a fresh classifier: the checkpoint's head (and aux head) is skipped
-        heads = {st.name for st in graph.stages if st.kind in ("head", "aux")}
-        replaceable = {e.name for e in entries if e.op == "linear"
-                       and next(n for n in graph.nodes if n.name == e.node).stage in heads}
-    if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
-        path = str(weights)
-        ckpt = read_checkpoint(path)
-    else:
-        path, ckpt = "<weights dict>", {k: np.asarray(v) for k, v in dict(weights).items()}
-    loaded, report = match_checkpoint(spec, entries, ckpt, path, replaceable)
-    state.update(loaded)
-    if report.skipped:
-        warnings.warn(f"{spec.name}: {report.notes[0]} (num_classes={num_classes})", stacklevel=3)
-    return state, report
+    """Our-named numpy state for `graph`: the whole network's (see
+    archcompiler.weights.resolve_state, shared with the ONNX backend), narrowed to the
+    tensors this configuration holds."""
+    state, report, notes = resolve_state(spec, weights, seed, num_classes)
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    return {e.name: state[e.name] for e in state_entries(graph, shapes)}, report
 
 
 def load_numpy_state(model, state: dict) -> None:
