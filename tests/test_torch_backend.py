@@ -327,3 +327,20 @@ def test_features_model_loads_a_full_timm_checkpoint(tmp_path):
         want = ref.features(x)
         got = model(x)[-1]
     assert float((want - got).abs().max()) <= 1e-4
+
+
+def test_features_follow_stages_marked_in_the_spec(tmp_path):
+    (tmp_path / ".archc-root").write_text("")
+    (tmp_path / "v.yaml").write_text(
+        "archc: 1\nextends: archc:inception_v4\nname: v4_marked\n"
+        "network:\n"
+        "  - {block: stem_v4, name: stem, feature: true}\n"
+        "  - {block: inception_a, repeat: 4}\n"
+        "  - {block: reduction_a, with: {k: 192, l: 224, m: 256, n: 384}, feature: true}\n"
+        "  - {block: inception_b, repeat: 7}\n"
+        "  - {block: reduction_b}\n"
+        "  - {block: inception_c, repeat: 3}\n")
+    model = build(ac.load_spec(str(tmp_path / "v.yaml")), features=True).eval()
+    with torch.no_grad():
+        feats = model(torch.randn(1, 3, 299, 299))
+    assert [tuple(f.shape[1:]) for f in feats] == [(384, 35, 35), (1024, 17, 17)]

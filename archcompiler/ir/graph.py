@@ -46,6 +46,7 @@ class Stage:
     expect: tuple[int, ...] | None = None
     expect_loc: Location | None = None
     kind: str = "trunk"  # "trunk" | "head" | "aux"
+    feature: bool = False  # marked `feature: true` in the spec (features=True returns it)
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,12 @@ def needed_nodes(graph: Graph, outputs) -> set[str]:
 
 
 def feature_outputs(graph: Graph, shapes: dict) -> tuple[str, ...]:
-    """What features=True returns, in every backend: the last trunk stage at each spatial
-    size from stride 8 on (the 35x35, 17x17 and 8x8 grids at 299x299), like timm's
-    features_only."""
+    """What features=True returns, in every backend: the stages marked `feature: true`,
+    else the last trunk stage at each spatial size from stride 8 on (the 35x35, 17x17 and
+    8x8 grids at 299x299), like timm's features_only."""
     trunk = [s for s in graph.stages if s.kind == "trunk"]
+    if any(s.feature for s in trunk):
+        return tuple(s.output for s in trunk if s.feature)
     limit = graph.input_shape[1] / 8
     picked = []
     for i, st in enumerate(trunk):

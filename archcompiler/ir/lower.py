@@ -375,18 +375,20 @@ class _Lowering:
                     x = self.residual(st.residual, name, x, self.spec_env)
             exp = spec.stage_expect.get(name)
             if x is not None:
-                stages.append(Stage(name, x, st.loc, exp[0] if exp else None, exp[1] if exp else None))
+                stages.append(Stage(name, x, st.loc, exp[0] if exp else None, exp[1] if exp else None,
+                                    feature=bool(st.feature)))
         for sname, (shape, loc) in spec.stage_expect.items():
             if sname not in seen_stage:
                 self.stage = ""
                 close = difflib.get_close_matches(sname, list(seen_stage), n=1)
                 self.diag(loc, f"expect.stages: there is no stage named {sname!r}"
                                + (f"; did you mean {close[0]!r}?" if close else ""))
-        trunk_out = x
         outputs: list[str] = []
         aux_outputs: list[str] = []
         if self.opts.features:
-            outputs = [s.output for s in feature_stages(spec, stages)]
+            # every trunk stage for now; backends pick with ir.graph.feature_outputs,
+            # which needs shapes
+            outputs = [s.output for s in stages if s.kind == "trunk"]
         else:
             if spec.head:
                 self.stage, self.stage_loc = "head", None
@@ -413,20 +415,8 @@ class _Lowering:
                     stages.append(Stage(aux.name, y, aux.loc, kind="aux"))
                     aux_outputs.append(y)
         self.stage = ""
-        del trunk_out
         return Graph(spec.name, tuple(self.nodes), "input", tuple(spec.input_shape),
                      tuple(outputs + aux_outputs), tuple(stages), tuple(aux_outputs))
-
-
-def feature_stages(spec: Spec, stages: list[Stage]) -> list[Stage]:
-    """Stages returned by features=True: those marked `feature: true`, else the last
-    trunk stage before each change of spatial size (found later by shape inference),
-    approximated here as: every stage whose successor is a different kind of block."""
-    marked = {st.stage_name for st in spec.network if st.feature}
-    trunk = [s for s in stages if s.kind == "trunk"]
-    if marked:
-        return [s for s in trunk if s.name in marked]
-    return trunk  # refined by the caller with shapes (see archcompiler.api.feature_outputs)
 
 
 def check_unused_params(spec: Spec) -> list[Diagnostic]:
