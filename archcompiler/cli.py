@@ -82,8 +82,6 @@ def _emit(diags: list[Diagnostic], fmt: str) -> None:
 def _check_path(spec: str) -> None:
     """A top-level path must be a readable regular file (or a shipped spec's name):
     anything else is a usage error (exit 2), found before any spec is read."""
-    import stat
-
     from .spec.loader import find_named_spec
 
     try:
@@ -91,12 +89,7 @@ def _check_path(spec: str) -> None:
     except (OSError, ValueError):
         st = None
     if st is not None:
-        if stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"{spec}: is a directory (give spec files, e.g. {spec}/*.yaml)")
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{spec}: not a regular file (a device, FIFO or socket): refused")
-        if not os.access(spec, os.R_OK):
-            raise UsageError(f"{spec}: permission denied")
+        _check_regular(spec, st, spec, f"give spec files, e.g. {spec}/*.yaml")
         return
     if find_named_spec(spec) is None:
         raise UsageError(f"{spec}: no such file, and no shipped spec of that name (see 'archc list')")
@@ -172,20 +165,25 @@ def _check_weights_path(path: str) -> None:
     """--weights must name a readable regular file (never open a FIFO or a device: it
     could block forever): anything else is a usage error (exit 2), found before any
     spec is read. A file of the wrong format is a checkpoint error (exit 1), later."""
-    import stat
-
     try:
         st = os.stat(path)
     except FileNotFoundError:
         raise UsageError(f"--weights {path}: no such file") from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"--weights {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    _check_regular(path, st, f"--weights {path}", "give the checkpoint file")
+
+
+def _check_regular(path: str, st, label: str, dir_hint: str) -> None:
+    """A stat'ed input must be a readable regular file: never open a FIFO or a device."""
+    import stat
+
     if stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"--weights {path}: is a directory (give the checkpoint file)")
+        raise UsageError(f"{label}: is a directory ({dir_hint})")
     if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"--weights {path}: not a regular file (a device, FIFO or socket): refused")
+        raise UsageError(f"{label}: not a regular file (a device, FIFO or socket): refused")
     if not os.access(path, os.R_OK):
-        raise UsageError(f"--weights {path}: permission denied")
+        raise UsageError(f"{label}: permission denied")
 
 
 # what each output format is, and the extensions that clearly mean another kind of file
