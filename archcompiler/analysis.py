@@ -7,9 +7,10 @@ from typing import Optional
 
 from .errors import Diagnostic, SpecError
 from .ir.graph import Graph
-from .ir.lower import LowerOptions, check_unused_params, lower
-from .ir.ops import fmt_shape
-from .passes.checks import expectation_problems, min_input_size
+from .ir.lower import LowerOptions, check_unused_params
+from .network import Network, configure, lower_network
+from .ops import fmt_shape
+from .passes.checks import SizeRule, accepted_sizes, expectation_problems
 from .passes.layers import layer_depths
 from .passes.params import node_macs, node_params, params_upper_bounds
 from .passes.shapes import infer_shapes
@@ -55,7 +56,14 @@ class Analysis:
     node_macs: dict
     stages: tuple
     min_input: Optional[int]
+    sizes: tuple = ()  # (SizeRule of heights, SizeRule of widths) this network accepts
+    network: Optional[Network] = None  # the one lowering everything else reuses
     diagnostics: tuple = field(default=())
+
+    @property
+    def square_sizes(self) -> SizeRule:
+        hs, ws = self.sizes
+        return SizeRule(tuple(n for n in hs.sizes if ws.contains(n)))
 
     @property
     def layers(self) -> int:
@@ -84,6 +92,7 @@ class Analysis:
             "params": self.params,
             "macs": self.macs,
             "min_input": [self.input_shape[0], self.min_input, self.min_input],
+            "input_sizes": {"height": self.sizes[0].to_json(), "width": self.sizes[1].to_json()},
             "stages": [s.to_json() for s in self.stages],
             "diagnostics": [d.to_json() for d in self.diagnostics],
         }
@@ -92,7 +101,8 @@ class Analysis:
 def analyze(spec: Spec, input_size: Optional[tuple] = None,
             options: LowerOptions = LowerOptions()) -> Analysis:
     """Lower, infer shapes, count, and check. Raises SpecError listing every problem."""
-    graph = lower(spec, options)
+    net = lower_network(spec, options.classes)
+    graph = configure(net, features=options.features, aux=options.aux)
     diags: list[Diagnostic] = list(check_unused_params(spec))
     bounds = params_upper_bounds(graph)
     bound = sum(bounds.values())
@@ -111,12 +121,15 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
         raise SpecError(spec.diag(spec.input_loc, f"input {fmt_shape(input_shape)} is larger than "
                                                   f"the limit {MAX_INPUT_SIZE}"))
     shapes, problems = infer_shapes(graph, input_shape, recover=True)
-    min_in = min_input_size(graph)
+    sizes = accepted_sizes(graph)
+    square = SizeRule(tuple(n for n in sizes[0].sizes if sizes[1].contains(n)))
+    min_in = square.min
+    if not problems and not (sizes[0].contains(input_shape[1]) and sizes[1].contains(input_shape[2])):
+        diags.append(spec.diag(spec.input_loc, unsupported_size_message(spec.name, input_shape, sizes)))
     for p in problems:
         msg = f"stage {p.node.stage}: {p.message}" if p.node.stage else p.message
-        if "too small" in msg and min_in is not None:
-            msg += f" (input {fmt_shape(input_shape)}; the smallest input this network accepts is " \
-                   f"{min_in}x{min_in})"
+        if ("too small" in msg or "must agree" in msg) and min_in is not None:
+            msg += f" (input {fmt_shape(input_shape)}; {accepted_phrase(sizes)})"
         diags.append(spec.diag(p.node.loc, msg, notes=_stage_notes(spec, graph, p.node)))
     if any(d.severity == "error" for d in diags):
         raise SpecError(diags)
@@ -143,7 +156,7 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
                                         spatial=tuple(input_shape) == tuple(spec.input_shape)):
         diags.append(spec.diag(st.expect_loc or st.loc, msg))
     analysis = Analysis(spec, graph, input_shape, shapes, depths, nparams, nmacs, tuple(reports),
-                        min_in)
+                        min_in, sizes, net)
     exp = spec.expect
     checks = (("layers", exp.layers, analysis.layers), ("params", exp.params, analysis.params),
               ("macs", exp.macs, analysis.macs), ("min_input", exp.min_input, min_in))
@@ -155,4 +168,18 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
     if any(d.severity == "error" for d in diags):
         raise SpecError(diags)
     return Analysis(spec, graph, input_shape, shapes, depths, nparams, nmacs, tuple(reports),
-                    min_in, tuple(diags))
+                    min_in, sizes, net, tuple(diags))
+
+
+def accepted_phrase(sizes: tuple) -> str:
+    hs, ws = sizes
+    if hs.sizes == ws.sizes and hs.kind()[0] == "interval":
+        return f"the smallest input this network accepts is {hs.min}x{hs.min}"
+    if hs.sizes == ws.sizes:
+        return f"this network accepts square inputs of {hs.describe()}"
+    return f"this network accepts heights {hs.describe()} and widths {ws.describe()}"
+
+
+def unsupported_size_message(name: str, shape: tuple, sizes: tuple) -> str:
+    return (f"{name}: input {fmt_shape(shape)} is not a size this network accepts "
+            f"({accepted_phrase(sizes)})")

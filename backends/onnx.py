@@ -37,10 +37,10 @@ from typing import Optional, Union
 import numpy as np
 
 from archcompiler.errors import SpecError, UsageError
-from archcompiler.ir.graph import Graph, Node, feature_outputs, needed_nodes
-from archcompiler.ir.lower import LowerOptions, lower
-from archcompiler.ir.ops import OPS, fmt_shape
-from archcompiler.passes.checks import min_input_size
+from archcompiler.ir.graph import Graph, Node
+from archcompiler.network import configure, network_for, spec_reference
+from archcompiler.ops import OPS, fmt_shape
+from archcompiler.passes.checks import accepted_sizes
 from archcompiler.passes.shapes import infer_shapes
 from archcompiler.spec.loader import Spec
 from archcompiler.util import atomic_output, signals_deferred
@@ -69,7 +69,10 @@ WeightsArg = Union[None, str, "os.PathLike[str]", "dict[str, np.ndarray]"]
 class OnnxBuilder:
     """Collects ONNX nodes and initializers while the IR is walked in order."""
 
-    def __init__(self, helper, numpy_helper, weights: dict[str, np.ndarray]):
+    def __init__(self, helper, numpy_helper, weights: dict[str, np.ndarray], opset: int = DEFAULT_OPSET,
+                 shapes: Optional[dict] = None):
+        self.opset = opset
+        self.shapes = shapes  # our inferred shapes, when the spatial size is fixed
         self.helper = helper
         self.numpy_helper = numpy_helper
         self.weights = weights
@@ -102,6 +105,15 @@ class OnnxBuilder:
             self.initializers[self._unique(name)] = self.numpy_helper.from_array(arr, name)
         return name
 
+    def static_shape(self, value: str, what: str) -> tuple:
+        """The CxHxW shape of IR value `value`; a located error when H and W are dynamic."""
+        if self.shapes is None:
+            node = self.current
+            loc = node.loc if node is not None else None
+            raise StaticShapeNeeded(loc, f"{what} needs a fixed input size in ONNX (its windows "
+                                         "depend on the map size): build with --input-size HxW")
+        return tuple(self.shapes[value])
+
     def const(self, pname: str, values, dtype: str = "float32") -> str:
         name = self._unique(f"{self.current.name}.{pname}")
         arr = np.asarray(values, dtype=np.dtype(dtype))
@@ -111,34 +123,41 @@ class OnnxBuilder:
 
 # --- graph and weights preparation -------------------------------------------------------
 
+class StaticShapeNeeded(Exception):
+    def __init__(self, loc, message):
+        super().__init__(message)
+        self.loc, self.message = loc, message
+
+
 def _spec_error(spec: Spec, problems) -> SpecError:
     return SpecError([spec.diag(p.node.loc, (f"stage {p.node.stage}: " if p.node.stage else "")
                                 + p.message) for p in problems])
 
 
 def export_graph(spec: Spec, num_classes: Optional[int], features: bool,
-                 input_size: Optional[tuple]) -> tuple[Graph, dict]:
+                 input_size: Optional[tuple], net=None) -> tuple[Graph, dict]:
     """The inference graph (no aux heads, only what the outputs need) and its shapes at
     the export input size."""
-    graph = lower(spec, LowerOptions(classes=num_classes, features=features, aux=False))
-    if features:
-        shapes, problems = infer_shapes(graph)
-        if problems:
-            raise _spec_error(spec, problems)
-        graph = replace(graph, outputs=feature_outputs(graph, shapes), aux_outputs=())
-    graph = replace(graph, aux_outputs=())
-    need = needed_nodes(graph, graph.outputs)
-    graph = replace(graph, nodes=tuple(n for n in graph.nodes if n.name in need),
-                    stages=tuple(s for s in graph.stages if s.output in need))
+    from archcompiler.analysis import accepted_phrase, unsupported_size_message
+
+    net = net or network_for(spec, num_classes)
+    graph = configure(net, features=features, aux=False)
     in_shape = tuple(graph.input_shape) if input_size is None else (graph.input_shape[0], *input_size)
     shapes, problems = infer_shapes(graph, in_shape)
+    sizes = accepted_sizes(graph)
     if problems:
-        smallest = min_input_size(graph)
         raise SpecError([spec.diag(p.node.loc, (f"stage {p.node.stage}: " if p.node.stage else "")
-                                   + p.message + f" (input {fmt_shape(in_shape)}"
-                                   + (f"; the smallest this network accepts is {smallest}x{smallest})"
-                                      if smallest else ")")) for p in problems])
+                                   + p.message + f" (input {fmt_shape(in_shape)}; "
+                                   + accepted_phrase(sizes) + ")") for p in problems])
+    if not (sizes[0].contains(in_shape[1]) and sizes[1].contains(in_shape[2])):
+        raise SpecError(spec.diag(spec.input_loc, unsupported_size_message(spec.name, in_shape, sizes)))
     return graph, shapes
+
+
+def dynamic_spatial_ok(graph: Graph) -> bool:
+    """Dynamic H and W only where the accepted sizes are an open-ended rule (a network
+    that accepts a list of sizes is exported at a fixed size)."""
+    return all(rule.kind()[0] in ("interval", "periodic") for rule in accepted_sizes(graph))
 
 
 # --- metadata ----------------------------------------------------------------------------
@@ -150,7 +169,7 @@ def metadata(spec: Spec, classes: int, input_shape: tuple, fixed: bool, weights_
 
     meta = {
         "spec": spec.name,
-        "spec_file": spec.path,
+        "spec_file": spec_reference(spec),
         "title": spec.title or "",
         "source": spec.source or "",
         "description": spec.description or "",
@@ -200,7 +219,7 @@ def lower_to_onnx(graph: Graph, shapes: dict, state: dict[str, np.ndarray], opse
     """IR graph + our-named weights -> onnx.ModelProto."""
     from onnx import TensorProto, helper, numpy_helper
 
-    g = OnnxBuilder(helper, numpy_helper, state)
+    g = OnnxBuilder(helper, numpy_helper, state, opset, shapes if fixed_spatial else None)
     value = {graph.input_name: g._unique(graph.input_name)}
     for node in graph.nodes:
         g.current, g.doc = node, _doc(node)
@@ -251,8 +270,12 @@ def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
         input_size = tuple(int(d) for d in input_size)
         if len(input_size) != 2 or min(input_size) < 1:
             raise UsageError(f"input_size: expected (H, W), got {input_size}")
-    graph, shapes = export_graph(spec, num_classes, features, input_size)
-    state, report, notes = resolve_state(spec, weights, seed, num_classes)
+    net = network_for(spec, num_classes)
+    graph, shapes = export_graph(spec, num_classes, features, input_size, net)
+    if input_size is None and not dynamic_spatial_ok(graph):
+        input_size = tuple(shapes[graph.input_name][1:])
+    state, report, notes = resolve_state(net, weights, seed)
+    state = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] in graph.by_name}
     passes = () if not optimize else ONNX_PASSES if optimize is True else tuple(optimize)
     if passes:
         from archcompiler.passes.optimize import PASSES, optimize_for_inference
@@ -275,7 +298,10 @@ def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
     meta = metadata(spec, classes, tuple(shapes[graph.input_name]), input_size is not None,
                     weights_desc, passes, features)
     doc = ": ".join(x for x in (spec.title or spec.name, spec.description) if x)
-    model = lower_to_onnx(graph, shapes, state, opset, input_size is not None, meta, doc)
+    try:
+        model = lower_to_onnx(graph, shapes, state, opset, input_size is not None, meta, doc)
+    except StaticShapeNeeded as exc:
+        raise SpecError(spec.diag(exc.loc, exc.message)) from None
     return model, report, notes
 
 

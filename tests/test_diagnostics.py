@@ -74,9 +74,10 @@ network:
     r = tree({"s.yaml": s})
     e = one(r)
     assert (e["line"], e["col"]) == at(s, "project:")
-    assert e["msg"] == ("stage stage_b: residual add: the up-projection gives 15 channels "
-                        "(15x17x17) but the block input has 16 (16x17x17); they cannot be added: "
-                        "make the projection output 16 channels")
+    assert e["msg"] == ("stage stage_b: residual add: the branch gives 15 channels "
+                        "(15x17x17) but the shortcut gives 16 (16x17x17); they cannot be added: "
+                        "make the branch's last op (or its projection) output 16 channels, or "
+                        "project the shortcut")
     note = [d for d in r.diags if d["sev"] == "note"][0]
     assert (note["file"], note["line"]) == ("s.yaml", line_of(s, "{block: res"))
     assert note["msg"] == "block 'res' in stage 'stage_b' (stage_b.add), instantiated here"

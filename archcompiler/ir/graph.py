@@ -22,13 +22,30 @@ def frozen_attrs(attrs: Mapping) -> Mapping:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """One block instance: the nodes under `path` come from template `block`, given
+    `params` (name, value pairs in declaration order) and `in_channels` entering it."""
+
+    path: str
+    block: str
+    params: tuple = ()
+    in_channels: int | None = None
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
-    op: str  # key in archcompiler.ir.ops.OPS
+    op: str  # key in archcompiler.ops.OPS
     inputs: tuple[str, ...]
     attrs: Mapping = field(default_factory=lambda: MappingProxyType({}))
     loc: Location | None = None  # the spec line this node came from
     stage: str = ""  # the network stage (or head / aux head) it belongs to
+    scope: tuple = ()  # the block instances (Scope) it lies in, outermost first
+    item: str = ""  # path of the spec item it was lowered from (a conv's .conv/.bn/.act)
+    spec_op: str = ""  # that item's spec op (archcompiler.ops.SPEC_OPS), if an op
+    # attribute -> (Expr, scaled by width) where a value came from a parameter
+    # expression: the generated source writes the expression, not the number
+    srcs: tuple = ()
 
     def with_(self, **changes) -> "Node":
         if "attrs" in changes:
@@ -47,6 +64,8 @@ class Stage:
     expect_loc: Location | None = None
     kind: str = "trunk"  # "trunk" | "head" | "aux"
     feature: bool = False  # marked `feature: true` in the spec (features=True returns it)
+    block: str = ""  # the block template of a block stage
+    repeat: int | None = None  # copies of the block (named <stage>.<i>), if repeated
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,7 @@ class Graph:
     outputs: tuple[str, ...]
     stages: tuple[Stage, ...] = ()
     aux_outputs: tuple[str, ...] = ()  # outputs that exist in training only
+    aux_after: tuple = ()  # (aux head name, stage it reads), in output order
 
     def __post_init__(self):
         seen = {self.input_name}
@@ -112,7 +132,7 @@ def needed_nodes(graph: Graph, outputs) -> set[str]:
     return need
 
 
-def feature_outputs(graph: Graph, shapes: dict) -> tuple[str, ...]:
+def feature_outputs(graph: Graph, shapes: dict, out_indices=None) -> tuple[str, ...]:
     """What features=True returns, in every backend: the stages marked `feature: true`,
     else the last trunk stage at each spatial size from stride 8 on (the 35x35, 17x17 and
     8x8 grids at 299x299), like timm's features_only."""

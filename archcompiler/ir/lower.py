@@ -2,8 +2,10 @@
 
 Names: an item at index j of a sequence is `<parent>.<j>` (or `<parent>.<its name>`), the
 i-th branch of a concat is `<parent>.branch<i>`, a repeated stage's i-th copy is
-`<stage>.<i>`. A spec `conv` becomes up to three IR nodes `<path>.conv`, `<path>.bn`,
-`<path>.act`; a residual adds `<path>.project...`, `<path>.add` and `<path>.act`.
+`<stage>.<i>`. Each spec op lowers itself (archcompiler.ops: a `conv` becomes
+`<path>.conv`, `<path>.bn`, `<path>.act`); a residual adds `<path>.project...`,
+`<path>.shortcut...`, `<path>.add` and `<path>.act`. Shapes are inferred while lowering,
+at the spec's input size, so that `$in` (the channels entering a block) is known.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import Diagnostic, Location, SpecError
+from ..ops import OPS, SPEC_OPS, ShapeError
 from ..spec import model as m
 from ..spec.expr import Expr, ExprError
 from ..spec.loader import Spec
-from .graph import Graph, Node, Stage, frozen_attrs
+from .graph import Graph, Node, Scope, Stage, frozen_attrs
+from .lowering import LoweringTools, check_unused_params  # noqa: F401 - re-exported
 
-MAX_CHANNELS = 1 << 16  # per op
-MAX_KERNEL = 64
-MAX_STRIDE = 64
 MAX_REPEAT = 1000
 MAX_NODES = 100_000  # IR nodes after instantiation
 
@@ -36,33 +37,18 @@ class LowerOptions:
     aux: Optional[bool] = None  # force aux heads on/off (None: as the spec says)
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (v[0], v[1])
-
-
-class _Lowering:
+class _Lowering(LoweringTools):
     def __init__(self, spec: Spec, options: LowerOptions):
-        self.spec = spec
+        super().__init__(spec)
         self.opts = options
         self.nodes: list[Node] = []
         self.names: dict[str, Node] = {}
-        self.diags: list[Diagnostic] = []
-        self.stage = ""
-        self.stage_loc: Optional[Location] = None
+        self.shapes: dict[str, tuple] = {"input": tuple(spec.input_shape)}
         self.block_stack: list[str] = []
-        self.block_sites: list[tuple] = []  # (block name, where it is used), outermost first
+        self.scopes: list[Scope] = []
+        self.current_item: tuple = ("", "")
         self.dup_locs: set = set()
         self.spec_env = self._spec_env()
-
-    # -- helpers ---------------------------------------------------------------------
-    def diag(self, loc, message: str, severity: str = "error"):
-        prefix = f"stage {self.stage}: " if self.stage else ""
-        loc = loc or self.stage_loc
-        # inside a block template: also say where each enclosing block was used
-        notes = tuple((site, f"in block {b!r}, used here") for b, site in reversed(self.block_sites)
-                      if site is not None and site != loc)
-        d = self.spec.diag(loc, prefix + message, severity, notes=notes)
-        self.diags.append(d)
 
     def _spec_env(self) -> dict:
         env: dict = {"classes": self.opts.classes if self.opts.classes is not None else self.spec.classes}
@@ -76,34 +62,7 @@ class _Lowering:
             env[k] = v
         return env
 
-    def value(self, v, env: dict, loc, what: str, kind=int, minimum=None, maximum=None):
-        """Evaluate a possibly-parametric value and check its type and range."""
-        if isinstance(v, Expr):
-            try:
-                v = v.evaluate(env)
-            except ExprError as exc:
-                self.diag(loc, f"{what}: {exc}")
-                return None
-        ok = {
-            int: isinstance(v, int) and not isinstance(v, bool),
-            float: isinstance(v, (int, float)) and not isinstance(v, bool),
-            bool: isinstance(v, bool),
-            str: isinstance(v, str),
-        }[kind]
-        if not ok:
-            want = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
-            got = str(v).lower() if isinstance(v, bool) else repr(v)
-            self.diag(loc, f"{what}: expected {want}, got {got}")
-            return None
-        if minimum is not None and v < minimum:
-            self.diag(loc, f"{what} must be >= {minimum}, got {v}")
-            return None
-        if maximum is not None and v > maximum:
-            self.diag(loc, f"{what} must be <= {maximum}, got {v} (a documented limit)")
-            return None
-        return v
-
-    def emit(self, op: str, name: str, inputs, attrs: dict, loc) -> str:
+    def emit(self, op: str, name: str, inputs, attrs: dict, loc, srcs: Optional[dict] = None) -> str:
         if name in self.names:
             if loc not in self.dup_locs:  # once per spec item, not per IR node (conv/bn/act)
                 self.dup_locs.add(loc)
@@ -112,33 +71,33 @@ class _Lowering:
         if len(self.nodes) >= MAX_NODES:
             self.diag(loc, f"the network has more than {MAX_NODES} ops (a documented limit)")
             raise _Abort
-        node = Node(name, op, tuple(inputs), frozen_attrs(attrs), loc, self.stage)
+        item, spec_op = self.current_item
+        node = Node(name, op, tuple(inputs), frozen_attrs(attrs), loc, self.stage,
+                    tuple(self.scopes), item, spec_op,
+                    tuple(sorted((k, v) for k, v in (srcs or {}).items() if v is not None)))
         self.nodes.append(node)
         self.names[name] = node
+        ins = [self.shapes.get(i) for i in node.inputs]
+        if all(s is not None for s in ins):
+            try:  # problems are reported by the shapes pass, where they arise
+                self.shapes[name] = OPS[op].infer_shape(node.attrs, ins)
+            except ShapeError:
+                pass
         return name
+
+    def channels_of(self, x: str) -> Optional[int]:
+        shape = self.shapes.get(x)
+        return shape[0] if shape else None
 
     # -- items -----------------------------------------------------------------------
     def item(self, it, path: str, x: str, env: dict) -> Optional[str]:
         if x is None:
             return None
-        if isinstance(it, m.ConvOp):
-            return self.conv(it, path, x, env)
-        if isinstance(it, m.PoolOp):
-            return self.pool(it, path, x, env)
-        if isinstance(it, m.GlobalPoolOp):
-            return self.emit("global_avgpool", path, [x], {}, it.loc)
-        if isinstance(it, m.DropoutOp):
-            p = self.value(it.p, env, it.loc, "dropout p", float, 0.0)
-            if p is not None and p >= 1.0:
-                self.diag(it.loc, f"dropout p must be < 1, got {p}")
-                p = None
-            return None if p is None else self.emit("dropout", path, [x], {"p": float(p)}, it.loc)
-        if isinstance(it, m.LinearOp):
-            out = self.value(it.out, env, it.loc, "linear out", int, 1, MAX_CHANNELS * 16)
-            return None if out is None else self.emit(
-                "linear", path, [x], {"out_features": out, "bias": it.bias}, it.loc)
-        if isinstance(it, m.ReluOp):
-            return self.emit("relu", path, [x], {}, it.loc)
+        when = getattr(it, "when", None)
+        if when is not None:
+            on = self.value(when, env, it.key_loc("when"), "when", bool)
+            if not on:
+                return None if on is None else x  # false: the item is the identity
         if isinstance(it, m.ConcatItem):
             return self.concat(it.concat, path, x, env, it.loc)
         if isinstance(it, m.SeqItem):
@@ -147,21 +106,29 @@ class _Lowering:
             return self.residual(it.residual, path, x, env)
         if isinstance(it, m.BlockRef):
             return self.block(it.block, it.with_, it, path, x, env)
-        raise TypeError(type(it))  # pragma: no cover - the schema admits nothing else
+        op = SPEC_OPS[it.op]
+        saved, self.current_item = self.current_item, (path, op.name)
+        try:
+            return op.lower(self, it, path, x, env)
+        finally:
+            self.current_item = saved
 
     def seq(self, items, path: str, x: str, env: dict) -> Optional[str]:
         for j, it in enumerate(items):
             x = self.item(it, f"{path}.{getattr(it, 'name', None) or j}", x, env)
         return x
 
+    def branch(self, br, path: str, x: str, env: dict) -> Optional[str]:
+        """A branch: a list of items, or a `{seq: ...}` mapping (which may carry `when`)."""
+        if isinstance(br, m.SeqItem):
+            return self.item(br, path, x, env)
+        return self.seq(br, path, x, env)
+
     def concat(self, branches, path: str, x: str, env: dict, loc) -> Optional[str]:
         outs = []
         for i, br in enumerate(branches):
-            if isinstance(br, m.SeqItem):
-                bpath, items = f"{path}.{br.name or f'branch{i}'}", br.seq
-            else:
-                bpath, items = f"{path}.branch{i}", br
-            outs.append(self.seq(items, bpath, x, env))
+            name = (br.name if isinstance(br, m.SeqItem) else None) or f"branch{i}"
+            outs.append(self.branch(br, f"{path}.{name}", x, env))
         if any(o is None for o in outs):
             return None
         return self.emit("concat", f"{path}.concat", outs, {}, loc)
@@ -171,14 +138,20 @@ class _Lowering:
             r = self.concat(body.concat, path, x, env, body.loc)
         else:
             r = self.seq(body.seq, path, x, env)
-        r = self.item(body.project, f"{path}.project", r, env)
+        if body.project is not None:
+            r = self.item(body.project, f"{path}.project", r, env)
+        shortcut = x
+        if body.shortcut is not None:
+            shortcut = self.branch(body.shortcut, f"{path}.shortcut", x, env)
         scale = self.value(body.scale, env, body.key_loc("scale"), "residual scale", float)
         act = self.value(body.act, env, body.key_loc("act"), "residual act", str)
         if act not in (None, "relu", "none"):
             self.diag(body.key_loc("act"), f"residual act must be relu or none, got {act!r}")
-        if r is None or scale is None:
+        if r is None or shortcut is None or scale is None:
             return None
-        y = self.emit("scale_add", f"{path}.add", [x, r], {"scale": float(scale)}, body.key_loc("project"))
+        srcs = {"scale": (body.scale, False)} if isinstance(body.scale, Expr) else None
+        add_loc = body.key_loc("project") if body.project is not None else body.loc
+        y = self.emit("scale_add", f"{path}.add", [shortcut, r], {"scale": float(scale)}, add_loc, srcs)
         if act == "relu":
             y = self.emit("relu", f"{path}.act", [y], {}, body.key_loc("act"))
         return y
@@ -195,11 +168,14 @@ class _Lowering:
             cycle = " -> ".join([*self.block_stack[self.block_stack.index(name):], name])
             self.diag(loc, f"block cycle: {cycle} (a block cannot contain itself)")
             raise _Abort
-        benv = self.block_env(blk, name, with_, ref, env)
+        cin = self.channels_of(x)
+        benv = self.block_env(blk, name, with_, ref, env, cin)
         if benv is None:
             return None
+        params = tuple((k, benv[k]) for k in blk.param_defaults())
         self.block_stack.append(name)
         self.block_sites.append((name, loc))
+        self.scopes.append(Scope(path, name, params, cin))
         try:
             if blk.seq is not None:
                 return self.seq(blk.seq, path, x, benv)
@@ -209,10 +185,14 @@ class _Lowering:
         finally:
             self.block_stack.pop()
             self.block_sites.pop()
+            self.scopes.pop()
 
-    def block_env(self, blk: m.BlockDef, name: str, with_: dict, ref, env: dict) -> Optional[dict]:
+    def block_env(self, blk: m.BlockDef, name: str, with_: dict, ref, env: dict,
+                  cin: Optional[int]) -> Optional[dict]:
         declared = blk.param_defaults()
         benv = dict(self.spec_env)
+        if cin is not None:
+            benv["in"] = cin
         ok = True
         with_locs = getattr(with_, "key_locs", {}) or {}
         for k, v in with_.items():
@@ -241,7 +221,7 @@ class _Lowering:
                 ok = False
             elif isinstance(default, Expr):
                 try:
-                    benv[k] = default.evaluate(env)
+                    benv[k] = default.evaluate(benv)
                 except ExprError as exc:
                     self.diag(blk.key_loc("params"), f"params.{k}: {exc}")
                     ok = False
@@ -249,93 +229,28 @@ class _Lowering:
                 benv[k] = default
         return benv if ok else None
 
-    # -- ops -------------------------------------------------------------------------
-    def _padding(self, padding, kernel, stride, loc, what) -> Optional[tuple[int, int]]:
-        if padding == "valid":
-            return (0, 0)
-        if padding == "same":
-            if stride != (1, 1):
-                self.diag(loc, f"{what}: padding 'same' is defined for stride 1 only; write valid "
-                               "or an explicit pad=P for a strided op")
-                return None
-            if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
-                self.diag(loc, f"{what}: padding 'same' needs an odd kernel, got "
-                               f"{kernel[0]}x{kernel[1]}; write an explicit pad=P")
-                return None
-            return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
-        ph, pw = _pair(padding)
-        if ph < 0 or pw < 0:
-            self.diag(loc, f"{what}: padding must be >= 0")
-            return None
-        if ph > kernel[0] // 2 or pw > kernel[1] // 2:
-            self.diag(loc, f"{what}: padding {ph}x{pw} is more than half the {kernel[0]}x{kernel[1]} "
-                           "kernel (torch and ONNX refuse that)")
-            return None
-        return (ph, pw)
-
-    def _window(self, it, loc, what):
-        kernel, stride = _pair(it.kernel), _pair(it.stride)
-        if min(kernel) < 1 or max(kernel) > MAX_KERNEL:
-            self.diag(loc, f"{what}: kernel sizes must be between 1 and {MAX_KERNEL}, got "
-                           f"{kernel[0]}x{kernel[1]}")
-            return None
-        if min(stride) < 1 or max(stride) > MAX_STRIDE:
-            self.diag(loc, f"{what}: stride must be between 1 and {MAX_STRIDE}, got {stride}")
-            return None
-        return kernel, stride
-
-    def conv(self, it: m.ConvOp, path: str, x: str, env: dict) -> Optional[str]:
-        d = self.spec.defaults.conv
-        out = self.value(it.out, env, it.loc, "conv out", int, 1, MAX_CHANNELS)
-        win = self._window(it, it.loc, "conv")
-        if out is None or win is None:
-            return None
-        kernel, stride = win
-        if self.spec.width is not None:
-            out = max(1, int(out * self.spec.width + 0.5))
-            if out > MAX_CHANNELS:
-                self.diag(it.loc, f"conv out must be <= {MAX_CHANNELS} after 'width', got {out} "
-                                  "(a documented limit)")
-                return None
-        padding = self._padding(it.padding if it.padding is not None else d.padding, kernel, stride,
-                                it.loc, "conv")
-        norm = it.norm or d.norm
-        act = self.value(it.act, env, it.loc, "conv act", str) if it.act is not None else d.act
-        if act not in ("relu", "none"):
-            if act is not None:  # None: already reported
-                self.diag(it.loc, f"conv act must be relu or none, got {act!r}")
-            return None
-        bias = it.bias if it.bias is not None else (d.bias if norm == "batchnorm" else True)
-        if padding is None:
-            return None
-        y = self.emit("conv2d", f"{path}.conv", [x], {
-            "kernel": kernel, "stride": stride, "padding": padding, "out_channels": out,
-            "bias": bias, "groups": 1}, it.loc)
-        if norm == "batchnorm":
-            y = self.emit("batchnorm", f"{path}.bn", [y],
-                          {"eps": it.eps if it.eps is not None else d.eps, "momentum": d.momentum}, it.loc)
-        if act == "relu":
-            y = self.emit("relu", f"{path}.act", [y], {}, it.loc)
-        return y
-
-    def pool(self, it: m.PoolOp, path: str, x: str, env: dict) -> Optional[str]:
-        win = self._window(it, it.loc, it.op)
-        if win is None:
-            return None
-        kernel, stride = win
-        d = self.spec.defaults.avgpool if it.op == "avgpool" else self.spec.defaults.maxpool
-        padding = self._padding(it.padding if it.padding is not None else d.padding, kernel, stride,
-                                it.loc, it.op)
-        if padding is None:
-            return None
-        attrs = {"kernel": kernel, "stride": stride, "padding": padding}
-        if it.op == "avgpool":
-            attrs["count_include_pad"] = it.count_pad if it.count_pad is not None else d.count_pad
-        elif it.count_pad is not None:
-            self.diag(it.loc, "count_pad applies to avgpool only")
-        return self.emit(it.op, path, [x], attrs, it.loc)
-
     # -- the network -----------------------------------------------------------------
+    def stage_body(self, st, name: str, x: str) -> Optional[str]:
+        if st.block is not None:
+            if st.repeat is None:
+                return self.block(st.block, st.with_, st, name, x, self.spec_env)
+            reps = self.value(st.repeat, self.spec_env, st.key_loc("repeat"), "repeat", int, 1,
+                              MAX_REPEAT)
+            if reps is None:
+                return None
+            for i in range(reps):  # `$i` in `with:` is the copy's index
+                x = self.block(st.block, st.with_, st, f"{name}.{i}", x, {**self.spec_env, "i": i})
+            return x
+        if st.repeat is not None:
+            self.diag(st.key_loc("repeat"), "repeat applies to block stages; define a block")
+        if st.op is not None:
+            return self.item(st.op, name, x, self.spec_env)
+        if st.seq is not None:
+            return self.seq(st.seq, name, x, self.spec_env)
+        if st.concat is not None:
+            return self.concat(st.concat, name, x, self.spec_env, st.loc)
+        return self.residual(st.residual, name, x, self.spec_env)
+
     def network(self) -> Graph:
         spec = self.spec
         x = "input"
@@ -351,119 +266,59 @@ class _Lowering:
             seen_stage[name] = st.loc
             if x is None:
                 continue
-            if st.block is not None:
-                if st.repeat is not None:
-                    reps = self.value(st.repeat, self.spec_env, st.key_loc("repeat"), "repeat", int, 1,
-                                      MAX_REPEAT)
-                    if reps is None:
-                        x = None
-                        continue
-                    for i in range(reps):
-                        x = self.block(st.block, st.with_, st, f"{name}.{i}", x, self.spec_env)
-                else:
-                    x = self.block(st.block, st.with_, st, name, x, self.spec_env)
-            else:
-                if st.repeat is not None:
-                    self.diag(st.key_loc("repeat"), "repeat applies to block stages; define a block")
-                if st.op is not None:
-                    x = self.item(st.op, name, x, self.spec_env)
-                elif st.seq is not None:
-                    x = self.seq(st.seq, name, x, self.spec_env)
-                elif st.concat is not None:
-                    x = self.concat(st.concat, name, x, self.spec_env, st.loc)
-                else:
-                    x = self.residual(st.residual, name, x, self.spec_env)
+            x = self.stage_body(st, name, x)
             exp = spec.stage_expect.get(name)
             if x is not None:
+                reps = st.repeat if isinstance(st.repeat, int) else None
                 stages.append(Stage(name, x, st.loc, exp[0] if exp else None, exp[1] if exp else None,
-                                    feature=bool(st.feature)))
+                                    feature=bool(st.feature), block=st.block or "",
+                                    repeat=reps if st.block else None))
         for sname, (shape, loc) in spec.stage_expect.items():
             if sname not in seen_stage:
                 self.stage = ""
                 close = difflib.get_close_matches(sname, list(seen_stage), n=1)
                 self.diag(loc, f"expect.stages: there is no stage named {sname!r}"
                                + (f"; did you mean {close[0]!r}?" if close else ""))
-        outputs: list[str] = []
-        aux_outputs: list[str] = []
-        if self.opts.features:
-            # every trunk stage for now; backends pick with ir.graph.feature_outputs,
-            # which needs shapes
-            outputs = [s.output for s in stages if s.kind == "trunk"]
-        else:
-            if spec.head:
-                self.stage, self.stage_loc = "head", None
-                y = self.seq(spec.head, "head", x, self.spec_env)
-                if y is not None:
-                    stages.append(Stage("head", y, spec.head[0].loc, kind="head"))
-                    outputs.append(y)
-            elif x is not None:
-                outputs.append(x)
-            for aux in spec.aux:
-                self.stage, self.stage_loc = aux.name, aux.loc
-                enabled = self.opts.aux if self.opts.aux is not None else self.value(
-                    aux.enabled, self.spec_env, aux.key_loc("enabled"), "aux enabled", bool)
-                if not enabled:
-                    continue
-                src = next((s for s in stages if s.name == aux.after), None)
-                if src is None:
-                    close = difflib.get_close_matches(aux.after, [s.name for s in stages], n=1)
-                    self.diag(aux.key_loc("after"), f"aux head {aux.name!r}: no stage named "
-                                                    f"{aux.after!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
-                    continue
-                y = self.seq(aux.seq, aux.name, src.output, self.spec_env)
-                if y is not None:
-                    stages.append(Stage(aux.name, y, aux.loc, kind="aux"))
-                    aux_outputs.append(y)
+        outputs, aux_outputs, aux_after = self.heads(stages, x)
         self.stage = ""
         return Graph(spec.name, tuple(self.nodes), "input", tuple(spec.input_shape),
-                     tuple(outputs + aux_outputs), tuple(stages), tuple(aux_outputs))
+                     tuple(outputs + aux_outputs), tuple(stages), tuple(aux_outputs),
+                     tuple(aux_after))
 
-
-def check_unused_params(spec: Spec) -> list[Diagnostic]:
-    """A declared block parameter that the block never uses is almost always a typo."""
-    out = []
-    for bname, blk in spec.blocks.items():
-        declared = blk.param_defaults()
-        if not declared:
-            continue
-        used = _expr_names(blk)
-        for p in declared:
-            if p not in used:
-                out.append(spec.diag(blk.key_loc("params"),
-                                     f"block {bname!r}: parameter {p!r} is declared but never used"))
-    spec_used: set = set()
-    for blk in spec.blocks.values():
-        spec_used |= _expr_names(blk)
-    for obj in (spec.network, spec.head, spec.aux):
-        spec_used |= _expr_names(obj)
-    for k, v in spec.params.items():
-        if isinstance(v, Expr):
-            spec_used |= v.names()
-    for p in spec.params:
-        if p not in spec_used:
-            out.append(spec.diag(spec.param_locs.get(p), f"params: {p!r} is never used", "warning"))
-    return out
-
-
-def _expr_names(obj) -> set:
-    if isinstance(obj, Expr):
-        return obj.names()
-    if isinstance(obj, (list, tuple)):
-        out: set = set()
-        for x in obj:
-            out |= _expr_names(x)
-        return out
-    if isinstance(obj, dict):
-        out = set()
-        for x in obj.values():
-            out |= _expr_names(x)
-        return out
-    if isinstance(obj, m.Located):
-        out = set()
-        for fname in type(obj).model_fields:
-            out |= _expr_names(getattr(obj, fname))
-        return out
-    return set()
+    def heads(self, stages: list, x) -> tuple[list, list, list]:
+        spec = self.spec
+        outputs: list[str] = []
+        aux_outputs: list[str] = []
+        aux_after: list = []
+        if self.opts.features:
+            # every trunk stage; backends pick with ir.graph.feature_outputs
+            return [s.output for s in stages if s.kind == "trunk"], [], []
+        if spec.head:
+            self.stage, self.stage_loc = "head", None
+            y = self.seq(spec.head, "head", x, self.spec_env)
+            if y is not None:
+                stages.append(Stage("head", y, spec.head[0].loc, kind="head"))
+                outputs.append(y)
+        elif x is not None:
+            outputs.append(x)
+        for aux in spec.aux:
+            self.stage, self.stage_loc = aux.name, aux.loc
+            enabled = self.opts.aux if self.opts.aux is not None else self.value(
+                aux.enabled, self.spec_env, aux.key_loc("enabled"), "aux enabled", bool)
+            if not enabled:
+                continue
+            src = next((s for s in stages if s.name == aux.after), None)
+            if src is None:
+                close = difflib.get_close_matches(aux.after, [s.name for s in stages], n=1)
+                self.diag(aux.key_loc("after"), f"aux head {aux.name!r}: no stage named "
+                                                f"{aux.after!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+                continue
+            y = self.seq(aux.seq, aux.name, src.output, self.spec_env)
+            if y is not None:
+                stages.append(Stage(aux.name, y, aux.loc, kind="aux"))
+                aux_outputs.append(y)
+                aux_after.append((aux.name, aux.after))
+        return outputs, aux_outputs, aux_after
 
 
 def lower(spec: Spec, options: LowerOptions = LowerOptions()) -> Graph:
@@ -477,3 +332,6 @@ def lower(spec: Spec, options: LowerOptions = LowerOptions()) -> Graph:
     if errors or graph is None:
         raise SpecError(lw.diags)
     return graph
+
+
+__all__ = ["LowerOptions", "lower", "check_unused_params", "Diagnostic"]

@@ -1,35 +1,127 @@
-"""Checks against what a spec promises, and the smallest input a network accepts."""
+"""Checks against what a spec promises, and the input sizes a network accepts.
+
+The accepted sizes are found for every size from 1 to 4096 at once: each op's vectorised
+spatial rule (`IROp.spatial_rule`) maps numpy arrays of sizes to output sizes and a mask
+of the sizes it accepts. Height and width are independent (every op acts on each axis on
+its own), so the accepted inputs are the pairs (H, W) with H and W each accepted. A
+floor-mode conv concatenated with a ceil-mode pool (BN-Inception's reductions) accepts
+only some sizes; a flatten before a linear layer fixes the map size there.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from ..ir.graph import Graph
-from ..ir.ops import fmt_shape
-from .shapes import infer_shapes
+from ..ops import OPS, fmt_shape
 
 MAX_SEARCH_SIZE = 4096
+_LIST_LIMIT = 24
 
 
-def shape_ok(graph: Graph, size: int, channels: int) -> bool:
-    _, problems = infer_shapes(graph, (channels, size, size))
-    return not problems
+@dataclass(frozen=True)
+class SizeRule:
+    """Accepted lengths of one input axis, from 1 to 4096."""
+
+    sizes: tuple  # every accepted length, ascending
+
+    @property
+    def min(self):
+        return self.sizes[0] if self.sizes else None
+
+    def contains(self, n: int) -> bool:
+        from bisect import bisect_left
+
+        i = bisect_left(self.sizes, n)
+        return i < len(self.sizes) and self.sizes[i] == n if n <= MAX_SEARCH_SIZE else self._beyond(n)
+
+    def _beyond(self, n: int) -> bool:
+        kind = self.kind()
+        if kind[0] == "interval":
+            return True
+        return kind[0] == "periodic" and n % kind[2] in kind[3]
+
+    def kind(self) -> tuple:
+        """("interval", min) | ("periodic", min, step, residues) | ("list",) | ("none",)."""
+        s = self.sizes
+        if not s:
+            return ("none",)
+        if s[-1] == MAX_SEARCH_SIZE and len(s) == MAX_SEARCH_SIZE - s[0] + 1:
+            return ("interval", s[0])
+        if s[-1] > MAX_SEARCH_SIZE - 128:
+            for step in range(2, 129):
+                residues = frozenset(n % step for n in s)
+                first = s[0]
+                expect = [n for n in range(first, MAX_SEARCH_SIZE + 1) if n % step in residues]
+                if tuple(expect) == s:
+                    return ("periodic", first, step, tuple(sorted(residues)))
+        return ("list",)
+
+    def describe(self) -> str:
+        k = self.kind()
+        if k[0] == "none":
+            return "no size up to 4096"
+        if k[0] == "interval":
+            return f"{k[1]} and larger"
+        if k[0] == "periodic":
+            res = " or ".join(str(r) for r in k[3])
+            return f"{k[1]} and larger with size % {k[2]} == {res}"
+        shown = ", ".join(str(n) for n in self.sizes[:_LIST_LIMIT])
+        more = f", ... ({len(self.sizes)} sizes, up to {self.sizes[-1]})" \
+            if len(self.sizes) > _LIST_LIMIT else ""
+        return shown + more
+
+    def to_json(self):
+        k = self.kind()
+        if k[0] == "interval":
+            return {"min": k[1]}
+        if k[0] == "periodic":
+            return {"min": k[1], "step": k[2], "residues": list(k[3])}
+        return {"sizes": list(self.sizes)}
+
+
+def _axis_masks(graph: Graph) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean arrays over sizes 0..4096: which heights (at the spec's width) and which
+    widths (at the spec's height) every op accepts."""
+    sizes = np.arange(MAX_SEARCH_SIZE + 1, dtype=np.int64)
+    _, h0, w0 = graph.input_shape
+    masks = []
+    for vary in (0, 1):
+        hw = {graph.input_name: (sizes, np.full_like(sizes, w0)) if vary == 0
+              else (np.full_like(sizes, h0), sizes)}
+        ok = sizes >= 1
+        at_spec: dict = {}
+        for node in graph.nodes:
+            ins = [hw[i] for i in node.inputs]
+            h, w, accepted = OPS[node.op].spatial_rule(node.attrs, ins)
+            h, w = np.broadcast_to(h, sizes.shape), np.broadcast_to(w, sizes.shape)
+            ok = ok & accepted & (h >= 1) & (w >= 1)
+            if node.op == "flatten":  # the vector's length fixes the map size here
+                spec_size = h0 if vary == 0 else w0
+                at_spec = (ins[0][0][spec_size], ins[0][1][spec_size])
+                ok = ok & (ins[0][0] == at_spec[0]) & (ins[0][1] == at_spec[1])
+            hw[node.name] = (np.maximum(h, 1), np.maximum(w, 1))
+        masks.append(ok)
+    return masks[0], masks[1]
+
+
+def accepted_sizes(graph: Graph) -> tuple[SizeRule, SizeRule]:
+    """(heights, widths) the network accepts (each up to 4096)."""
+    mh, mw = _axis_masks(graph)
+    return (SizeRule(tuple(int(n) for n in np.flatnonzero(mh))),
+            SizeRule(tuple(int(n) for n in np.flatnonzero(mw))))
+
+
+def square_sizes(graph: Graph) -> SizeRule:
+    mh, mw = _axis_masks(graph)
+    return SizeRule(tuple(int(n) for n in np.flatnonzero(mh & mw)))
 
 
 def min_input_size(graph: Graph) -> int | None:
-    """Smallest square input (H = W) for which every map keeps at least 1x1.
-
-    Feasibility is monotone in the input size for these ops (every output size is a
-    non-decreasing function of the input size), so a binary search is exact."""
-    c = graph.input_shape[0]
-    if not shape_ok(graph, MAX_SEARCH_SIZE, c):
-        return None
-    lo, hi = 1, MAX_SEARCH_SIZE
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if shape_ok(graph, mid, c):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    """Smallest square input (H = W) the network accepts."""
+    return square_sizes(graph).min
 
 
 def expectation_problems(graph: Graph, shapes: dict, spatial: bool = True) -> list[tuple]:

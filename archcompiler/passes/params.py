@@ -54,24 +54,8 @@ def params_upper_bounds(graph: Graph) -> dict[str, int]:
     ch: dict[str, int] = {graph.input_name: graph.input_shape[0]}
     out: dict[str, int] = {}
     for node in graph.nodes:
-        cin = [ch.get(i, 0) for i in node.inputs]
-        a = node.attrs
-        n = 0
-        if node.op == "conv2d":
-            kh, kw = a["kernel"]
-            n = a["out_channels"] * cin[0] * kh * kw + a["out_channels"]
-            ch[node.name] = a["out_channels"]
-        elif node.op == "linear":
-            n = a["out_features"] * (cin[0] + 1)
-            ch[node.name] = a["out_features"]
-        elif node.op == "concat":
-            ch[node.name] = sum(cin)
-        elif node.op == "batchnorm":
-            n = 2 * cin[0]
-            ch[node.name] = cin[0]
-        else:
-            ch[node.name] = max(cin) if cin else 0
-        out[node.name] = n
+        out[node.name], ch[node.name] = OPS[node.op].param_bound(
+            node.attrs, [ch.get(i, 0) for i in node.inputs])
     return out
 
 

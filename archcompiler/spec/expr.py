@@ -1,6 +1,7 @@
-"""Parameter expressions: `$k`, `$(2*k)`, `$(k + l // 2)`.
+"""Parameter expressions: `$k`, `$(2*k)`, `$(k + l // 2)`, `$(2 if i == 0 else 1)`.
 
-A tiny recursive-descent parser over integers/floats, names and + - * / // %, with
+A tiny recursive-descent parser over integers/floats, names, + - * / // %, comparisons
+(== != < <= > >=), `and`/`or`/`not`, `A if C else B`, min() and max(), with
 parentheses. Nothing is ever passed to Python's eval: the AST below is evaluated by
 `Expr.evaluate` and rendered to source by `Expr.render` (used by the code generator).
 """
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 MAX_EXPR_CHARS = 200
 MAX_MAGNITUDE = 10**12  # any intermediate value beyond this is refused
 
-_TOKEN = re.compile(r"\s*(?:(\d+\.\d*|\.\d+|\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*/%()]))")
+_TOKEN = re.compile(r"\s*(?:(\d+\.\d*|\.\d+|\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|==|!=|<=|>=|[-+*/%()<>,]))")
+_KEYWORDS = {"and", "or", "not", "if", "else"}
+_FUNCTIONS = {"min": min, "max": max}
+_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 class ExprError(ValueError):
@@ -24,11 +29,12 @@ class ExprError(ValueError):
 class Expr:
     """A parsed parameter expression (immutable AST node)."""
 
-    kind: str  # "num" | "name" | "neg" | binary operator
-    value: object = None
+    kind: str  # "num" | "name" | "neg" | "not" | "if" | "call" | binary operator
+    value: object = None  # number, name, function name, or the condition of an "if"
     left: "Expr | None" = None
     right: "Expr | None" = None
     text: str = ""
+    args: tuple = ()  # arguments of a "call"
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source, handler):
@@ -44,7 +50,8 @@ class Expr:
         if self.kind == "name":
             return {self.value}
         out: set[str] = set()
-        for child in (self.left, self.right):
+        for child in (self.left, self.right, self.value if self.kind == "if" else None,
+                      *self.args):
             if child is not None:
                 out |= child.names()
         return out
@@ -58,6 +65,21 @@ class Expr:
             return env[self.value]
         if self.kind == "neg":
             return _check(-_number(self.left.evaluate(env)))
+        if self.kind == "not":
+            return not _boolean(self.left.evaluate(env), "not")
+        if self.kind == "if":
+            cond = _boolean(self.value.evaluate(env), "if")
+            return (self.left if cond else self.right).evaluate(env)
+        if self.kind == "call":
+            return _check(_FUNCTIONS[self.value](*(_number(a.evaluate(env)) for a in self.args)))
+        if self.kind in ("and", "or"):
+            a = _boolean(self.left.evaluate(env), self.kind)
+            if a == (self.kind == "or"):  # short-circuit, as Python
+                return a
+            return _boolean(self.right.evaluate(env), self.kind)
+        if self.kind in _COMPARE:
+            return _COMPARE[self.kind](_number(self.left.evaluate(env)),
+                                       _number(self.right.evaluate(env)))
         a = _number(self.left.evaluate(env))
         b = _number(self.right.evaluate(env))
         if self.kind in ("/", "//", "%") and b == 0:
@@ -84,6 +106,13 @@ class Expr:
             return rename(self.value)
         if self.kind == "neg":
             return f"(-{self.left.render(rename)})"
+        if self.kind == "not":
+            return f"(not {self.left.render(rename)})"
+        if self.kind == "if":
+            return (f"({self.left.render(rename)} if {self.value.render(rename)} "
+                    f"else {self.right.render(rename)})")
+        if self.kind == "call":
+            return f"{self.value}({', '.join(a.render(rename) for a in self.args)})"
         return f"({self.left.render(rename)} {self.kind} {self.right.render(rename)})"
 
     def __str__(self) -> str:
@@ -93,6 +122,12 @@ class Expr:
 def _number(v):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ExprError(f"arithmetic on a non-number ({v!r})")
+    return v
+
+
+def _boolean(v, what: str):
+    if not isinstance(v, bool):
+        raise ExprError(f"'{what}' needs true or false (a comparison), got {v!r}")
     return v
 
 
@@ -135,7 +170,7 @@ def _tokenize(body: str, text: str) -> list[tuple[str, object]]:
         if num is not None:
             tokens.append(("num", float(num) if "." in num else int(num)))
         elif name is not None:
-            tokens.append(("name", name))
+            tokens.append(("op", name) if name in _KEYWORDS else ("name", name))
         else:
             tokens.append(("op", op))
         pos = m.end()
@@ -152,6 +187,44 @@ class _Parser:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
 
     def expression(self, depth):
+        if depth > self.MAX_DEPTH:
+            raise ExprError(f"{self.text!r}: nested too deeply")
+        then = self.disjunction(depth)
+        if self.peek() != ("op", "if"):
+            return then
+        self.pos += 1
+        cond = self.disjunction(depth + 1)
+        if self.peek() != ("op", "else"):
+            raise ExprError(f"{self.text!r}: 'A if CONDITION else B' needs its 'else'")
+        self.pos += 1
+        return Expr("if", cond, left=then, right=self.expression(depth + 1), text=self.text)
+
+    def _binary(self, ops, sub, depth):
+        left = sub(depth)
+        while self.peek()[0] == "op" and self.peek()[1] in ops:
+            op = self.tokens[self.pos][1]
+            self.pos += 1
+            left = Expr(op, left=left, right=sub(depth), text=self.text)
+        return left
+
+    def disjunction(self, depth):
+        return self._binary(("or",), self.conjunction, depth)
+
+    def conjunction(self, depth):
+        return self._binary(("and",), self.inversion, depth)
+
+    def inversion(self, depth):
+        if self.peek() == ("op", "not"):
+            self.pos += 1
+            return Expr("not", left=self.inversion(depth + 1), text=self.text)
+        left = self.arith(depth)
+        if self.peek()[0] == "op" and self.peek()[1] in _COMPARE:
+            op = self.tokens[self.pos][1]
+            self.pos += 1
+            left = Expr(op, left=left, right=self.arith(depth), text=self.text)
+        return left
+
+    def arith(self, depth):
         if depth > self.MAX_DEPTH:
             raise ExprError(f"{self.text!r}: nested too deeply")
         left = self.term(depth)
@@ -181,6 +254,19 @@ class _Parser:
                 raise ExprError(f"{self.text!r}: missing ')'")
             self.pos += 1
             return inner
+        if kind == "name" and self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1] == ("op", "("):
+            if value not in _FUNCTIONS:
+                raise ExprError(f"{self.text!r}: unknown function {value!r} (functions: "
+                                f"{', '.join(sorted(_FUNCTIONS))})")
+            self.pos += 2
+            args = [self.expression(depth + 1)]
+            while self.peek() == ("op", ","):
+                self.pos += 1
+                args.append(self.expression(depth + 1))
+            if self.peek() != ("op", ")"):
+                raise ExprError(f"{self.text!r}: missing ')' after the arguments of {value}()")
+            self.pos += 1
+            return Expr("call", value, text=self.text, args=tuple(args))
         if kind in ("num", "name"):
             self.pos += 1
             return Expr(kind, value, text=self.text)

@@ -11,180 +11,66 @@ import re
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
-    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
     StringConstraints,
     Tag,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from ..errors import Location
+from ..ops import SPEC_OPS
 from .expr import Expr, ExprError, parse_expr
 from .opstring import OP_NAMES, OpStringError, parse_op_string, unknown_op_message
+from .types import (  # noqa: F401 - re-exported: the language's value types
+    NAME_PATTERN, SHAPE_PATTERN, ActP, BoolP, IntP, ItemBase, Located, Name, NumP, Pair, Padding,
+    Scalar, ShapeStr, _to_expr,
+)
 from .yaml_io import LocDict
 
 SPEC_VERSION = 1
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"  # at most 64 characters
-SHAPE_PATTERN = r"^[0-9]{1,9}(x[0-9]{1,9}){0,3}$"  # C, or CxHxW
 
-ExprText = Annotated[StrictStr, StringConstraints(pattern=r"^\$")]
+# --- ops: one model per spec op, from the registry (archcompiler.ops) ------------------
 
-
-def _to_expr(v):
-    if isinstance(v, str):
-        if not v.startswith("$"):
-            raise ValueError(
-                f"expected a number or a $parameter expression, got the string {v!r}"
-                + (" (numbers are written without quotes)" if re.fullmatch(r"-?[0-9.]+", v) else "")
-            )
-        try:
-            return parse_expr(v)
-        except ExprError as exc:
-            raise ValueError(str(exc)) from None
-    return v
-
-
-def _expr_or(*types):
-    """A value of the given types, or a `$expression` evaluated at instantiation."""
-    return Annotated[Union[(*types, Expr)], BeforeValidator(_to_expr, json_schema_input_type=Union[(*types, ExprText)])]
-
-
-IntP = _expr_or(StrictInt)
-NumP = _expr_or(StrictInt, StrictFloat)
-Name = Annotated[StrictStr, StringConstraints(pattern=NAME_PATTERN)]
-ShapeStr = Annotated[StrictStr, StringConstraints(pattern=SHAPE_PATTERN)]
-Pair = Union[StrictInt, Annotated[list[StrictInt], Field(min_length=2, max_length=2)]]
-Padding = Union[Literal["same", "valid"], Pair]
-ActP = Annotated[Union[Literal["relu", "none"], Expr],
-                 BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
-                                 json_schema_input_type=Union[Literal["relu", "none"], ExprText])]
-BoolP = Annotated[Union[StrictBool, Expr],
-                  BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
-                                  json_schema_input_type=Union[StrictBool, ExprText])]
-Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
-
-
-class Located(BaseModel):
-    """Base: strict, no unknown fields, remembers where in which file it was written."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
-    _loc: Optional[Location] = PrivateAttr(default=None)
-    _key_locs: dict = PrivateAttr(default_factory=dict)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _remember_location(cls, data, handler):
-        model = handler(data)
-        if isinstance(data, LocDict):
-            model._loc = data.loc
-            model._key_locs = data.key_locs
-        return model
-
-    @property
-    def loc(self) -> Optional[Location]:
-        return self._loc
-
-    def key_loc(self, key: str) -> Optional[Location]:
-        return self._key_locs.get(key, self._loc)
-
-
-# --- ops ---------------------------------------------------------------------------------
-
-class ConvOp(Located):
-    """Convolution, by default followed by batch norm and ReLU (see `defaults.conv`)."""
-
-    op: Literal["conv"]
-    kernel: Pair = Field(description="kernel size: 3 or [1, 7] (height, width)")
-    stride: Pair = 1
-    out: IntP = Field(description="output channels")
-    padding: Optional[Padding] = Field(
-        None, description="same (stride 1, odd kernel: (k-1)/2), valid (0), or explicit [ph, pw]")
-    norm: Optional[Literal["batchnorm", "none"]] = None
-    act: Optional[ActP] = None
-    bias: Optional[StrictBool] = None
-    eps: Optional[Annotated[StrictFloat, Field(gt=0, le=1)]] = None
-    name: Optional[Name] = None
-
-
-class PoolOp(Located):
-    op: Literal["maxpool", "avgpool"]
-    kernel: Pair
-    stride: Pair = 1
-    padding: Optional[Padding] = None
-    count_pad: Optional[StrictBool] = Field(
-        None, description="avgpool only: whether padded zeros count in the average "
-                          "(torch count_include_pad; TF SAME pooling excludes them)")
-    name: Optional[Name] = None
-
-
-class GlobalPoolOp(Located):
-    op: Literal["global_avgpool"]
-    name: Optional[Name] = None
-
-
-class DropoutOp(Located):
-    op: Literal["dropout"]
-    p: NumP
-    name: Optional[Name] = None
-
-
-class LinearOp(Located):
-    op: Literal["linear"]
-    out: IntP
-    bias: StrictBool = True
-    name: Optional[Name] = None
-
-
-class ReluOp(Located):
-    op: Literal["relu"]
-    name: Optional[Name] = None
-
+OP_MODELS = {name: op.model for name, op in SPEC_OPS.items()}
 
 AnyOp = Annotated[
-    Union[
-        Annotated[ConvOp, Tag("conv")],
-        Annotated[PoolOp, Tag("maxpool")],
-        Annotated[PoolOp, Tag("avgpool")],
-        Annotated[GlobalPoolOp, Tag("global_avgpool")],
-        Annotated[DropoutOp, Tag("dropout")],
-        Annotated[LinearOp, Tag("linear")],
-        Annotated[ReluOp, Tag("relu")],
-    ],
+    Union[tuple(Annotated[model, Tag(name)] for name, model in OP_MODELS.items())],
     Discriminator(lambda v: v.get("op") if isinstance(v, dict) else getattr(v, "op", None)),
 ]
 
 # --- structure ---------------------------------------------------------------------------
 
 
-class ConcatItem(Located):
+class ConcatItem(ItemBase):
     """Parallel branches merged by channel concatenation, in the order written."""
 
     concat: Annotated[list["Branch"], Field(min_length=1)]
-    name: Optional[Name] = None
 
 
-class SeqItem(Located):
+class SeqItem(ItemBase):
     """A sequence of items (a branch can be written as `{name: ..., seq: [...]}`)."""
 
     seq: Annotated[list["Item"], Field(min_length=1)]
-    name: Optional[Name] = None
 
 
 class ResidualBody(Located):
-    """Figure 20: x + scale * project(branches(x)), then an optional activation."""
+    """act(shortcut(x) + scale * project(body(x))): Figure 20, and ResNet's blocks."""
 
     concat: Optional[Annotated[list["Branch"], Field(min_length=1)]] = None
     seq: Optional[Annotated[list["Item"], Field(min_length=1)]] = None
-    project: "Item" = Field(description="the 1x1 'Linear' up-projection, e.g. conv 1x1 320 linear")
+    project: Optional["Item"] = Field(
+        None, description="an item after the body, e.g. the 1x1 'Linear' up-projection "
+                          "conv 1x1 $in linear")
+    shortcut: Optional["Branch"] = Field(
+        None, description="item(s) applied to x before the add (default: identity), e.g. "
+                          "ResNet's strided 1x1 conv + BN; a mapping may carry `when`")
     scale: NumP = 1.0
     act: ActP = "relu"
 
@@ -195,17 +81,15 @@ class ResidualBody(Located):
         return self
 
 
-class ResidualItem(Located):
+class ResidualItem(ItemBase):
     residual: ResidualBody
-    name: Optional[Name] = None
 
 
-class BlockRef(Located):
+class BlockRef(ItemBase):
     """Use a block template (optionally with parameter values) inside another block."""
 
     block: Name
     with_: dict[Name, Union[Scalar, Expr]] = Field(default_factory=dict, alias="with")
-    name: Optional[Name] = None
 
     @field_validator("with_", mode="wrap")
     @classmethod
@@ -381,28 +265,11 @@ class AuxHead(Located):
     seq: Annotated[list[Item], Field(min_length=1)]
 
 
-class ConvDefaults(Located):
-    norm: Literal["batchnorm", "none"] = "batchnorm"
-    act: Literal["relu", "none"] = "relu"
-    bias: StrictBool = False
-    padding: Padding = "same"
-    eps: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.001
-    momentum: Annotated[StrictFloat, Field(ge=0, le=1)] = 0.1
-
-
-class AvgPoolDefaults(Located):
-    count_pad: StrictBool = False
-    padding: Padding = "same"
-
-
-class MaxPoolDefaults(Located):
-    padding: Padding = "valid"
-
-
-class Defaults(Located):
-    conv: ConvDefaults = Field(default_factory=ConvDefaults)
-    avgpool: AvgPoolDefaults = Field(default_factory=AvgPoolDefaults)
-    maxpool: MaxPoolDefaults = Field(default_factory=MaxPoolDefaults)
+# `defaults: {conv: ..., maxpool: ...}`: one section per spec op that declares defaults
+Defaults = create_model(
+    "Defaults", __base__=Located, __doc__="Per-op defaults (the registry's defaults models).",
+    **{name: (op.defaults_model, Field(default_factory=op.defaults_model))
+       for name, op in SPEC_OPS.items() if op.defaults_model is not None})
 
 
 class Preprocess(Located):
@@ -411,14 +278,19 @@ class Preprocess(Located):
                    Field(min_length=1, max_length=64)] = [0.5, 0.5, 0.5]
     crop_pct: Annotated[Union[StrictFloat, StrictInt], Field(gt=0, le=1)] = 0.875
     interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    input_space: Literal["RGB", "BGR"] = Field("RGB", description="channel order the weights expect")
+    input_range: Annotated[list[Union[StrictFloat, StrictInt]], Field(min_length=2, max_length=2)] = Field(
+        [0, 1], description="pixel range before mean/std: [0, 1], or [0, 255] (Caffe-style weights)")
 
 
 class Init(Located):
     """How fresh weights are drawn (what the reference code does for this model)."""
 
-    scheme: Literal["torch_default", "trunc_normal"] = Field(
+    scheme: Literal["torch_default", "trunc_normal", "kaiming_normal"] = Field(
         "torch_default", description="torch_default: PyTorch's layer defaults (kaiming-uniform, "
-        "a=sqrt(5)); trunc_normal: N(0, std) truncated to [-2, 2] (torchvision Inception3)")
+        "a=sqrt(5)); trunc_normal: N(0, std) truncated to [-2, 2] (torchvision Inception3, "
+        "GoogLeNet); kaiming_normal: convolutions N(0, 2/fan_out) (torchvision ResNet), "
+        "linear layers as torch_default")
     std: Union[StrictFloat, StrictInt] = 0.1
     overrides: dict[StrictStr, Union[StrictFloat, StrictInt]] = Field(
         default_factory=dict, description="node-name prefix -> std (trunc_normal only)")
@@ -440,7 +312,10 @@ class CheckpointFormat(Located):
     and `{x+6}` shifts a captured integer. The first matching rule wins."""
 
     description: Optional[StrictStr] = None
-    rename: dict[StrictStr, StrictStr]
+    rename: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    reshape: list[StrictStr] = Field(
+        default_factory=list, description="our-name patterns (same {x} placeholders) whose "
+        "tensors are reshaped to our shape on load when the element counts agree")
 
     @field_validator("rename")
     @classmethod
@@ -502,16 +377,18 @@ class SpecFile(Located):
         return v
 
 
-for _m in (ConcatItem, SeqItem, ResidualBody, ResidualItem, BlockDef, Stage, AuxHead, SpecFile):
+for _m in (ConcatItem, SeqItem, ResidualBody, ResidualItem, BlockRef, BlockDef, Stage, AuxHead,
+           SpecFile):
     _m.model_rebuild()
 
 
 def all_field_names() -> set[str]:
     """Every field name of the language (for 'did you mean' suggestions)."""
     names: set[str] = set()
-    for m in (ConvOp, PoolOp, GlobalPoolOp, DropoutOp, LinearOp, ReluOp, ConcatItem, SeqItem,
-              ResidualBody, ResidualItem, BlockRef, BlockDef, Stage, AuxHead, ConvDefaults,
-              AvgPoolDefaults, Defaults, Preprocess, Init, Expect, CheckpointFormat, SpecFile):
+    defaults = [op.defaults_model for op in SPEC_OPS.values() if op.defaults_model is not None]
+    for m in (*OP_MODELS.values(), *defaults, ConcatItem, SeqItem, ResidualBody, ResidualItem,
+              BlockRef, BlockDef, Stage, AuxHead, Defaults, Preprocess, Init, Expect,
+              CheckpointFormat, SpecFile):
         for fname, f in m.model_fields.items():
             names.add(f.alias or fname)
     return names

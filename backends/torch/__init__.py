@@ -13,9 +13,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-from archcompiler.errors import SpecError
-from archcompiler.ir.graph import Graph, feature_outputs
-from archcompiler.ir.lower import LowerOptions, lower
+from archcompiler.ir.graph import Graph
+from archcompiler.network import Network, check_shapes, configure, network_for, spec_reference
 from archcompiler.passes.checks import min_input_size
 from archcompiler.passes.shapes import infer_shapes
 from archcompiler.spec.loader import Spec
@@ -30,7 +29,7 @@ def pretrained_cfg(spec: Spec, classes: int) -> dict:
         "architecture": spec.name,
         "title": spec.title,
         "source": spec.source,
-        "spec_file": spec.path,
+        "spec_file": spec_reference(spec),
         "input_size": tuple(spec.input_shape),
         "mean": tuple(pp.mean),
         "std": tuple(pp.std),
@@ -41,25 +40,20 @@ def pretrained_cfg(spec: Spec, classes: int) -> dict:
 
 
 def prepare(spec: Spec, num_classes: Optional[int] = None, features: bool = False,
-            aux: Optional[bool] = None):
-    """Spec -> (graph, shapes) for the requested configuration."""
-    graph = lower(spec, LowerOptions(classes=num_classes, features=features, aux=aux))
-    shapes, problems = infer_shapes(graph)
-    if problems:
-        raise SpecError([spec.diag(p.node.loc, p.message) for p in problems])
-    if features:
-        from dataclasses import replace
-
-        graph = replace(graph, outputs=feature_outputs(graph, shapes), aux_outputs=())
-    return graph, shapes
+            aux: Optional[bool] = None, net: Optional[Network] = None):
+    """Spec -> (graph, shapes) for the requested configuration, cut from the one lowering
+    of the whole network (archcompiler.network)."""
+    net = net or network_for(spec, num_classes)
+    graph = configure(net, features=features, aux=aux)
+    return graph, check_shapes(spec, graph)
 
 
-def resolve_weights(spec: Spec, graph: Graph, shapes: dict, weights: WeightsArg, seed: int,
-                    num_classes: Optional[int]) -> tuple[dict, Optional[LoadReport]]:
+def resolve_weights(net: Network, graph: Graph, shapes: dict, weights: WeightsArg,
+                    seed: int) -> tuple[dict, Optional[LoadReport]]:
     """Our-named numpy state for `graph`: the whole network's (see
     archcompiler.weights.resolve_state, shared with the ONNX backend), narrowed to the
     tensors this configuration holds."""
-    state, report, notes = resolve_state(spec, weights, seed, num_classes)
+    state, report, notes = resolve_state(net, weights, seed)
     for note in notes:
         warnings.warn(note, stacklevel=3)
     return {e.name: state[e.name] for e in state_entries(graph, shapes)}, report
@@ -86,8 +80,9 @@ def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Op
     eval mode). The module is returned in training mode, like any fresh nn.Module."""
     from .module import ArchcModel
 
-    graph, shapes = prepare(spec, num_classes, features, aux)
-    state, report = resolve_weights(spec, graph, shapes, weights, seed, num_classes)
+    net = network_for(spec, num_classes)
+    graph, shapes = prepare(spec, num_classes, features, aux, net=net)
+    state, report = resolve_weights(net, graph, shapes, weights, seed)
     if optimize:
         from archcompiler.passes.optimize import optimize_for_inference
 

@@ -1,0 +1,179 @@
+"""What the spec ops use while lowering themselves (archcompiler.ops.*.lower): values and
+their checks, windows and padding, defaults, width scaling, diagnostics."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..errors import Diagnostic, Location
+from ..spec import model as m
+from ..spec.expr import Expr, ExprError
+from ..spec.loader import Spec
+
+MAX_CHANNELS = 1 << 16  # per op
+MAX_KERNEL = 64
+MAX_STRIDE = 64
+
+
+def _pair(v) -> tuple:
+    return (v, v) if not isinstance(v, (list, tuple)) else (v[0], v[1])
+
+
+class LoweringTools:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.diags: list[Diagnostic] = []
+        self.stage = ""
+        self.stage_loc: Optional[Location] = None
+        self.block_sites: list[tuple] = []  # (block name, where it is used), outermost first
+
+    def diag(self, loc, message: str, severity: str = "error"):
+        prefix = f"stage {self.stage}: " if self.stage else ""
+        loc = loc or self.stage_loc
+        # inside a block template: also say where each enclosing block was used
+        notes = tuple((site, f"in block {b!r}, used here") for b, site in reversed(self.block_sites)
+                      if site is not None and site != loc)
+        self.diags.append(self.spec.diag(loc, prefix + message, severity, notes=notes))
+
+    def defaults(self, op: str):
+        return getattr(self.spec.defaults, op)
+
+    def value(self, v, env: dict, loc, what: str, kind=int, minimum=None, maximum=None):
+        """Evaluate a possibly-parametric value and check its type and range."""
+        if isinstance(v, Expr):
+            try:
+                v = v.evaluate(env)
+            except ExprError as exc:
+                self.diag(loc, f"{what}: {exc}")
+                return None
+        ok = {
+            int: isinstance(v, int) and not isinstance(v, bool),
+            float: isinstance(v, (int, float)) and not isinstance(v, bool),
+            bool: isinstance(v, bool),
+            str: isinstance(v, str),
+        }[kind]
+        if not ok:
+            want = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
+            got = str(v).lower() if isinstance(v, bool) else repr(v)
+            self.diag(loc, f"{what}: expected {want}, got {got}")
+            return None
+        if minimum is not None and v < minimum:
+            self.diag(loc, f"{what} must be >= {minimum}, got {v}")
+            return None
+        if maximum is not None and v > maximum:
+            self.diag(loc, f"{what} must be <= {maximum}, got {v} (a documented limit)")
+            return None
+        return v
+
+    def pair(self, v, env, loc, what: str, minimum: int, maximum: int) -> Optional[tuple]:
+        """An int or [a, b] (either may be an expression) -> (a, b), range-checked."""
+        a, b = _pair(v)
+        a = self.value(a, env, loc, what, int)
+        b = self.value(b, env, loc, what, int)
+        if a is None or b is None:
+            return None
+        if min(a, b) < minimum or max(a, b) > maximum:
+            shown = f"{a}x{b}" if a != b else str(a)
+            self.diag(loc, f"{what} must be between {minimum} and {maximum}, got {shown}")
+            return None
+        return (a, b)
+
+    def window(self, it, env, loc, what):
+        kernel = self.pair(it.kernel, env, loc, f"{what}: kernel sizes", 1, MAX_KERNEL)
+        stride = self.pair(it.stride, env, loc, f"{what}: stride", 1, MAX_STRIDE)
+        return None if kernel is None or stride is None else (kernel, stride)
+
+    def padding(self, padding, kernel, stride, env, loc, what) -> Optional[tuple[int, int]]:
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                self.diag(loc, f"{what}: padding 'same' is defined for stride 1 only; write valid "
+                               "or an explicit pad=P for a strided op")
+                return None
+            if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+                self.diag(loc, f"{what}: padding 'same' needs an odd kernel, got "
+                               f"{kernel[0]}x{kernel[1]}; write an explicit pad=P")
+                return None
+            return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+        pads = self.pair(padding, env, loc, f"{what}: padding", 0, MAX_KERNEL)
+        if pads is None:
+            return None
+        ph, pw = pads
+        if ph > kernel[0] // 2 or pw > kernel[1] // 2:
+            self.diag(loc, f"{what}: padding {ph}x{pw} is more than half the {kernel[0]}x{kernel[1]} "
+                           "kernel (torch and ONNX refuse that)")
+            return None
+        return (ph, pw)
+
+    def channels(self, v, env, loc, what: str) -> tuple[Optional[int], object]:
+        """An output channel count, scaled by the spec's `width` unless it is derived from
+        `$in` (the input width is already scaled). Returns (channels, source for the
+        generated code: (Expr, scaled) or None)."""
+        out = self.value(v, env, loc, what, int, 1, MAX_CHANNELS)
+        if out is None:
+            return None, None
+        scaled = self.spec.width is not None and not (isinstance(v, Expr) and "in" in v.names())
+        if scaled:
+            out = max(1, int(out * self.spec.width + 0.5))
+            if out > MAX_CHANNELS:
+                self.diag(loc, f"{what} must be <= {MAX_CHANNELS} after 'width', got {out} "
+                               "(a documented limit)")
+                return None, None
+        return out, ((v, scaled) if isinstance(v, Expr) else None)
+
+    def exprs_of(self, it, env, fields, rename=None) -> dict:
+        """Generated-source expressions for the item's fields written as expressions."""
+        out = {}
+        for f in fields:
+            v = getattr(it, f)
+            if isinstance(v, Expr):
+                out[(rename or {}).get(f, f)] = (v, False)
+        return out
+
+
+def check_unused_params(spec: Spec) -> list[Diagnostic]:
+    """A declared block parameter that the block never uses is almost always a typo."""
+    out = []
+    for bname, blk in spec.blocks.items():
+        declared = blk.param_defaults()
+        if not declared:
+            continue
+        used = _expr_names(blk)
+        for p in declared:
+            if p not in used:
+                out.append(spec.diag(blk.key_loc("params"),
+                                     f"block {bname!r}: parameter {p!r} is declared but never used"))
+    spec_used: set = set()
+    for blk in spec.blocks.values():
+        spec_used |= _expr_names(blk)
+    for obj in (spec.network, spec.head, spec.aux):
+        spec_used |= _expr_names(obj)
+    for k, v in spec.params.items():
+        if isinstance(v, Expr):
+            spec_used |= v.names()
+    for p in spec.params:
+        if p not in spec_used:
+            out.append(spec.diag(spec.param_locs.get(p), f"params: {p!r} is never used", "warning"))
+    return out
+
+
+def _expr_names(obj) -> set:
+    if isinstance(obj, Expr):
+        return obj.names()
+    if isinstance(obj, (list, tuple)):
+        out: set = set()
+        for x in obj:
+            out |= _expr_names(x)
+        return out
+    if isinstance(obj, dict):
+        out = set()
+        for x in obj.values():
+            out |= _expr_names(x)
+        return out
+    if isinstance(obj, m.Located):
+        out = set()
+        for fname in type(obj).model_fields:
+            out |= _expr_names(getattr(obj, fname))
+        return out
+    return set()
