@@ -96,9 +96,9 @@ network:
 """
     e = one(tree({"s.yaml": s}))
     assert (e["line"], e["col"]) == at(s, "project:")
-    assert e["msg"] == ("stage r: residual add: the branch gives 8x7x7 but the block input is "
+    assert e["msg"] == ("stage r: residual add: the branch gives 8x7x7 but the shortcut gives "
                         "8x16x16; the spatial sizes must agree (a strided or 'valid' op in the "
-                        "branch changes them)")
+                        "branch changes them: give the shortcut the same stride)")
 
 
 def test_size_shrinking_below_1(tree):
@@ -434,7 +434,7 @@ classes: [10]
     assert r.rc == 1
     errs = [(d["line"], d["col"], d["msg"]) for d in r.errors]
     assert errs == [
-        (*at(s, "kernel"), "network[0].op.kernel: expected an integer or a list of 2 integers, "
+        (*at(s, "kernel"), "network[0].op.kernel: expected an integer, a $parameter expression or a list of 2 integers, "
                            "got the list [3, 3, 3]"),
         (*at(s, "sme"), "network[0].op.padding: expected 'same' or 'valid', an integer or a "
                         "list of 2 integers, got the string 'sme'; did you mean 'same'?"),

@@ -77,3 +77,14 @@ def test_yaml_examples_are_valid_yaml():
     for text in blocks:
         if any(line.strip() and not line.startswith("#") for line in text.splitlines()):
             parse_yaml(text, "docs/spec-language.md")
+
+
+def test_op_table_equals_the_registry():
+    """docs/spec-language.md's op table lists exactly the registry's spec ops, in order."""
+    from archcompiler.ops import SPEC_OPS
+
+    table = DOC.split("<!-- ops-table -->")[1].split("<!-- /ops-table -->")[0]
+    names = re.findall(r"^\| `([a-z_]+)` \|", table, re.M)
+    assert names == list(SPEC_OPS)
+    for name, op in SPEC_OPS.items():  # each documented with its string form
+        assert op.form.split()[0] == name

@@ -20,7 +20,7 @@ from ..spec import model as m
 from ..spec.expr import Expr, ExprError
 from ..spec.loader import Spec
 from .graph import Graph, Node, Scope, Stage, frozen_attrs
-from .lowering import LoweringTools, check_unused_params  # noqa: F401 - re-exported
+from .lowering import MAX_CHANNELS, MAX_KERNEL, MAX_STRIDE, LoweringTools, check_unused_params  # noqa: F401
 
 MAX_REPEAT = 1000
 MAX_NODES = 100_000  # IR nodes after instantiation

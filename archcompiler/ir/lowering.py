@@ -73,8 +73,7 @@ class LoweringTools:
         if a is None or b is None:
             return None
         if min(a, b) < minimum or max(a, b) > maximum:
-            shown = f"{a}x{b}" if a != b else str(a)
-            self.diag(loc, f"{what} must be between {minimum} and {maximum}, got {shown}")
+            self.diag(loc, f"{what} must be between {minimum} and {maximum}, got {a}x{b}")
             return None
         return (a, b)
 

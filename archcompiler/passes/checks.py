@@ -82,29 +82,43 @@ class SizeRule:
         return {"sizes": list(self.sizes)}
 
 
+def _run(graph: Graph, hs: np.ndarray, ws: np.ndarray, ref: dict | None = None):
+    """Which (H, W) pairs (elementwise) every op accepts; and the map size entering each
+    flatten (whose vector length, hence the next linear's weights, fixes the size there:
+    `ref` holds those sizes at the spec's own input)."""
+    hw = {graph.input_name: (hs, ws)}
+    ok = (hs >= 1) & (ws >= 1)
+    flat: dict = {}
+    for node in graph.nodes:
+        ins = [hw[i] for i in node.inputs]
+        h, w, accepted = OPS[node.op].spatial_rule(node.attrs, ins)
+        h, w = np.broadcast_to(h, hs.shape), np.broadcast_to(w, hs.shape)
+        ok = ok & accepted & (h >= 1) & (w >= 1)
+        if node.op == "flatten":
+            flat[node.name] = ins[0]
+            if ref is not None:
+                ok = ok & (ins[0][0] == ref[node.name][0]) & (ins[0][1] == ref[node.name][1])
+        hw[node.name] = (np.maximum(h, 1), np.maximum(w, 1))
+    return ok, flat
+
+
 def _axis_masks(graph: Graph) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean arrays over sizes 0..4096: which heights (at the spec's width) and which
-    widths (at the spec's height) every op accepts."""
+    """Boolean arrays over sizes 0..4096: the heights and the widths the network accepts
+    (each with the other axis at an accepted value)."""
     sizes = np.arange(MAX_SEARCH_SIZE + 1, dtype=np.int64)
     _, h0, w0 = graph.input_shape
-    masks = []
-    for vary in (0, 1):
-        hw = {graph.input_name: (sizes, np.full_like(sizes, w0)) if vary == 0
-              else (np.full_like(sizes, h0), sizes)}
-        ok = sizes >= 1
-        at_spec: dict = {}
-        for node in graph.nodes:
-            ins = [hw[i] for i in node.inputs]
-            h, w, accepted = OPS[node.op].spatial_rule(node.attrs, ins)
-            h, w = np.broadcast_to(h, sizes.shape), np.broadcast_to(w, sizes.shape)
-            ok = ok & accepted & (h >= 1) & (w >= 1)
-            if node.op == "flatten":  # the vector's length fixes the map size here
-                spec_size = h0 if vary == 0 else w0
-                at_spec = (ins[0][0][spec_size], ins[0][1][spec_size])
-                ok = ok & (ins[0][0] == at_spec[0]) & (ins[0][1] == at_spec[1])
-            hw[node.name] = (np.maximum(h, 1), np.maximum(w, 1))
-        masks.append(ok)
-    return masks[0], masks[1]
+    _, flat = _run(graph, np.array([h0]), np.array([w0]))
+    ref = {k: (int(v[0][0]), int(v[1][0])) for k, v in flat.items()}
+    square, _ = _run(graph, sizes, sizes, ref)
+    if not square.any():
+        return square, square
+    # the other axis at a size that works: the spec's own if it does
+    fix_w = w0 if w0 <= MAX_SEARCH_SIZE and _run(graph, sizes, np.full_like(sizes, w0), ref)[0].any() \
+        else int(np.flatnonzero(square)[0])
+    mh, _ = _run(graph, sizes, np.full_like(sizes, fix_w), ref)
+    fix_h = int(np.flatnonzero(mh)[0]) if h0 > MAX_SEARCH_SIZE or not mh[h0] else h0
+    mw, _ = _run(graph, np.full_like(sizes, fix_h), sizes, ref)
+    return mh, mw
 
 
 def accepted_sizes(graph: Graph) -> tuple[SizeRule, SizeRule]:

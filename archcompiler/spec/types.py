@@ -91,8 +91,17 @@ class Located(BaseModel):
         return self._key_locs.get(key, self._loc)
 
 
-PairP = Union[IntP, Annotated[list[IntP], Field(min_length=2, max_length=2)]]
-PaddingP = Union[Literal["same", "valid"], PairP]
+def _dollar(v):
+    return _to_expr(v) if isinstance(v, str) and v.startswith("$") else v
+
+
+IntE = Annotated[Union[StrictInt, Expr], BeforeValidator(_dollar, json_schema_input_type=Union[StrictInt, ExprText])]
+PairP = Union[IntE, Annotated[list[IntE], Field(min_length=2, max_length=2)]]
+PaddingP = Annotated[
+    Union[Literal["same", "valid"], StrictInt, Expr, Annotated[list[IntE], Field(min_length=2, max_length=2)]],
+    BeforeValidator(_dollar, json_schema_input_type=Union[Literal["same", "valid"], StrictInt, ExprText,
+                                                          Annotated[list[Union[StrictInt, ExprText]],
+                                                                    Field(min_length=2, max_length=2)]])]
 
 
 class ItemBase(Located):
