@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def pretrained_cfg(spec: Spec, classes: int) -> dict:
 
 
 def prepare(spec: Spec, num_classes: Optional[int] = None, features: bool = False,
-            aux: Optional[bool] = None):
+            aux: Optional[bool] = None, out_indices: Optional[Sequence[int]] = None):
     """Spec -> (graph, shapes) for the requested configuration."""
     graph = lower(spec, LowerOptions(classes=num_classes, features=features, aux=aux))
     shapes, problems = infer_shapes(graph)
@@ -50,8 +50,28 @@ def prepare(spec: Spec, num_classes: Optional[int] = None, features: bool = Fals
     if features:
         from dataclasses import replace
 
-        graph = replace(graph, outputs=feature_outputs(graph, shapes), aux_outputs=())
+        graph = replace(graph, outputs=feature_outputs(graph, shapes, out_indices),
+                        aux_outputs=())
     return graph, shapes
+
+
+def stage_layout(spec: Spec) -> dict[str, tuple[str, bool]]:
+    """Stage name -> (the class name the generated source gives it, whether it repeats a
+    block): how the built module names its stages when printed."""
+    from archcompiler.spec import model as m
+
+    from .codegen import class_name
+
+    out = {}
+    for st in spec.network:
+        if st.block is not None:
+            out[st.stage_name] = (class_name(st.block), st.repeat is not None)
+        elif st.op is not None:
+            out[st.stage_name] = ("ConvBnAct" if isinstance(st.op, m.ConvOp) else "Sequential", False)
+        else:
+            out[st.stage_name] = ("Concat" if st.concat is not None else
+                                  "Residual" if st.residual is not None else "Sequential", False)
+    return out
 
 
 def resolve_weights(spec: Spec, graph: Graph, shapes: dict, weights: WeightsArg, seed: int,
@@ -75,18 +95,24 @@ def load_numpy_state(model, state: dict) -> None:
 
 
 def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Optional[int] = None,
-          features: bool = False, aux: Optional[bool] = None, optimize: bool = False):
+          features: bool = False, aux: Optional[bool] = None, optimize: bool = False,
+          out_indices: Optional[Sequence[int]] = None):
     """A torch.nn.Module for the spec.
 
     weights: None (fresh, seeded, as the reference code initialises), a checkpoint path
     (.safetensors; .pt/.pth via torch.load(weights_only=True); timm names detected from
     the keys), or a dict of arrays in our naming. num_classes: a fresh classifier of that
-    size (the checkpoint's is skipped, with a warning). features: return the 35/17/8-grid
-    stage outputs instead of logits. optimize: inference passes (the module is put in
+    size (the checkpoint's is skipped, with a warning). features: return stage outputs
+    instead of logits: the stages marked `feature: true`, else the last three of
+    `model.feature_info` (every stride-change point; the 35/17/8 grids of the Inception
+    networks); out_indices: those entries of that list instead (negative from the end).
+    optimize: inference passes (the module is put in
     eval mode). The module is returned in training mode, like any fresh nn.Module."""
     from .module import ArchcModel
 
-    graph, shapes = prepare(spec, num_classes, features, aux)
+    if out_indices is not None and not features:
+        raise ValueError(f"{spec.name}: out_indices selects feature maps: use it with features=True")
+    graph, shapes = prepare(spec, num_classes, features, aux, out_indices)
     state, report = resolve_weights(spec, graph, shapes, weights, seed, num_classes)
     if optimize:
         from archcompiler.passes.optimize import optimize_for_inference
@@ -95,7 +121,7 @@ def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Op
         shapes, _ = infer_shapes(graph)
     classes = num_classes if num_classes is not None else spec.classes
     model = ArchcModel(graph, shapes, pretrained_cfg(spec, classes), min_input_size(graph),
-                       features=features)
+                       features=features, layout=stage_layout(spec))
     load_numpy_state(model, state)
     model.load_report = report
     if optimize:
