@@ -117,10 +117,11 @@ def check_input(x, check: "InputCheck"):
     if has_torch_function((x,)):
         return handle_torch_function(check_input, (x,), x, check)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        torch._check(x.dim() == 4 and x.shape[1] == check.in_chans, lambda: check.bad_shape(x.shape))
+        shape_msg, small_msg = check.compiled_messages  # constants: what torch._check accepts
+        torch._check(x.dim() == 4 and x.shape[1] == check.in_chans, lambda: shape_msg)
         if check.min_input is not None:
-            torch._check(x.shape[2] >= check.min_input, lambda: check.too_small(x.shape))
-            torch._check(x.shape[3] >= check.min_input, lambda: check.too_small(x.shape))
+            torch._check(x.shape[2] >= check.min_input, lambda: small_msg)
+            torch._check(x.shape[3] >= check.min_input, lambda: small_msg)
         return x
     if x.dim() != 4 or x.shape[1] != check.in_chans:
         raise ValueError(check.bad_shape(x.shape))
@@ -138,6 +139,14 @@ class InputCheck(nn.Module):
 
     def forward(self, x):
         return check_input(x, self)
+
+    @property
+    def compiled_messages(self) -> tuple[str, str]:
+        """The messages without the input's own sizes (compiled code checks symbolically)."""
+        m = self.min_input
+        return (f"{self._graph.name}: expected input N x {self.in_chans} x H x W",
+                f"{self._graph.name}: input is too small; the smallest input this network "
+                f"accepts is {m}x{m}")
 
     def bad_shape(self, shape) -> str:
         return f"{self._graph.name}: expected input N x {self.in_chans} x H x W, got {tuple(shape)}"
@@ -194,15 +203,16 @@ def plan_units(graph: Graph, layout: dict) -> list[tuple[str, str, bool]]:
             for st in graph.stages]
 
 
-def _unit_io(nodes: list, graph: Graph, consumers: dict) -> tuple[tuple, tuple]:
+def _unit_io(nodes: list, graph: Graph, consumers: dict, stage_output: str) -> tuple[tuple, tuple]:
     """The external inputs of a group of nodes (in order of first use) and its outputs
-    (the nodes read outside the group, or returned by the network)."""
+    (the nodes read outside the group, returned by the network, or the stage's output)."""
     names = {n.name for n in nodes}
     ins: list = []
     for n in nodes:
         ins += [i for i in n.inputs if i not in names and i not in ins]
     outs = tuple(n.name for n in nodes
-                 if n.name in graph.outputs or any(c not in names for c in consumers[n.name]))
+                 if n.name in graph.outputs or n.name == stage_output
+                 or any(c not in names for c in consumers[n.name]))
     return tuple(ins), outs
 
 
@@ -271,7 +281,7 @@ class ArchcModel(nn.Module):
                 groups = [(st.name, nodes)]
             io = []
             for path, group in groups:
-                ins, outs = _unit_io(group, graph, consumers)
+                ins, outs = _unit_io(group, graph, consumers, st.output)
                 io.append((path, ins, outs, frozenset(n.name for n in group)))
                 if single and _module_for(nodes[0], shapes) is not None:
                     continue  # the op's own module is the unit (a stage `op: maxpool 3x3/2`)
