@@ -267,6 +267,7 @@ class ArchcModel(nn.Module):
         by_stage: dict = {}
         for n in graph.nodes:
             by_stage.setdefault(n.stage, []).append(n)
+        order = {n.name: i for i, n in enumerate(graph.nodes)}
         units = []
         for st in graph.stages:
             nodes = by_stage.get(st.name, [])
@@ -296,6 +297,12 @@ class ArchcModel(nn.Module):
             if len(io) > 1 and chain:  # a repeated block: call the Sequential
                 io = [(st.name, io[0][1], io[-1][2], frozenset().union(*(u[3] for u in io)))]
             units += io
+        # the call order: each unit where its last node stands; a node of no stage (a bare
+        # IR graph) is emitted inline into the model's forward
+        last = {max(u[3], key=order.__getitem__): u for u in units if u[3]}
+        staged = set().union(*(u[3] for u in units)) if units else set()
+        units = [last[n.name] if n.name in last else n for n in graph.nodes
+                 if n.name in last or n.name not in staged]
         for node in graph.nodes:
             module = _module_for(node, shapes)
             if module is not None:
@@ -320,7 +327,12 @@ class ArchcModel(nn.Module):
         need = needed_nodes(graph, outputs)
         g = fx.Graph()
         env = {graph.input_name: g.placeholder("x")}
-        for path, ins, outs, names in self._units:
+        for unit in self._units:
+            if isinstance(unit, Node):
+                if unit.name in need:
+                    env[unit.name] = OPS[unit.op].torch_emit(g, torch, unit, [env[i] for i in unit.inputs])
+                continue
+            path, ins, outs, names = unit
             if not names & need:
                 continue
             result = g.call_module(path, tuple(env[i] for i in ins))
