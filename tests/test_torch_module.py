@@ -147,6 +147,19 @@ def test_pickle_round_trip_in_a_fresh_process_without_the_spec_file(tmp_path):
     assert res.stdout.split()[0] == "True", res.stdout
 
 
+def test_an_optimized_model_pickles_too(tmp_path):
+    """optimize=True moves a conv's bias after an average pool (a bias_add module)."""
+    (tmp_path / "o.yaml").write_text(
+        "archc: 1\nname: opt\ninput: 8x9x9\nnetwork:\n"
+        "  - {name: a, seq: [avgpool 3x3 count_pad, conv 1x1 4 bias nobn noact]}\n")
+    spec = ac.load_spec(str(tmp_path / "o.yaml"))
+    model = build(spec, weights=randomized_state(state_entries(*prepare(spec)), seed=2), optimize=True)
+    assert "bias_add" in [n.op for n in model.ir.nodes]
+    x = torch.randn(2, 8, 9, 9)
+    with torch.no_grad():
+        assert torch.equal(pickle.loads(pickle.dumps(model))(x), model(x))
+
+
 def test_ema_and_swa_update_and_evaluate(tiny_spec, x):
     from timm.utils import ModelEmaV3
     from torch.optim.swa_utils import AveragedModel

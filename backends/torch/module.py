@@ -217,7 +217,20 @@ def _unit_io(nodes: list, graph: Graph, consumers: dict, stage_output: str) -> t
 
 
 def _module_for(node: Node, shapes: dict):
+    if node.op == "bias_add":  # ops.py's torch module for it is a local class: not picklable
+        return BiasAdd(shapes[node.inputs[0]][0])
     return OPS[node.op].torch_module(nn, node.attrs, [shapes[i] for i in node.inputs])
+
+
+class BiasAdd(nn.Module):
+    """A per-channel bias (the optimize passes' `bias_add`), at module level so it pickles."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        return x + self.bias.view(1, -1, 1, 1)
 
 
 def _classname(name: str) -> str:
@@ -256,6 +269,7 @@ class ArchcModel(nn.Module):
         self.num_features = (shapes[self._trunk_output] if trunk else graph.input_shape)[0]
         head = _last_linear(graph, "head")
         self.head_hidden_size = shapes[head.inputs[0]][0] if head else self.num_features
+        self._head_classifier = head.name if head else None
         self._classifiers = {n.name: (shapes[n.inputs[0]][0], bool(n.attrs["bias"]))
                              for s in graph.stages if s.kind != "trunk"
                              for n in [_last_linear(graph, s.name)] if n is not None}
@@ -380,7 +394,7 @@ class ArchcModel(nn.Module):
 
     def get_classifier(self) -> nn.Module:
         """The head's last linear (nn.Identity after reset_classifier(0), or with no head)."""
-        path = next(iter(self._classifiers), None)
+        path = self._head_classifier
         return self.get_submodule(path) if path else nn.Identity()
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
@@ -389,7 +403,7 @@ class ArchcModel(nn.Module):
         (logits, aux_logits) stay comparable. Only global_pool None or "avg" is accepted."""
         if global_pool not in (None, "avg"):
             raise ValueError(f"{self.ir.name}: global_pool {global_pool!r}: only 'avg' is built")
-        if not self._classifiers:
+        if self._head_classifier is None:
             raise ValueError(f"{self.ir.name}: this model has no classifier (no linear in a head)")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"{self.ir.name}: num_classes must be an integer >= 0, got {num_classes!r}")
