@@ -9,16 +9,43 @@ from parameter name to numpy array (see `archcompiler.weights`), never inside no
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import networkx as nx
 
 from ..errors import Location
 
 
+class FrozenAttrs(Mapping):
+    """A read-only mapping of node attributes that, unlike MappingProxyType, pickles and
+    deep-copies (so do the IR and the modules built from it)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping = ()):
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("node attributes are read-only")
+
+    def __repr__(self) -> str:
+        return f"FrozenAttrs({self._data!r})"
+
+    def __reduce__(self):
+        return (FrozenAttrs, (self._data,))
+
+
 def frozen_attrs(attrs: Mapping) -> Mapping:
-    return MappingProxyType(dict(attrs))
+    return FrozenAttrs(attrs)
 
 
 @dataclass(frozen=True)
@@ -37,7 +64,7 @@ class Node:
     name: str
     op: str  # key in archcompiler.ops.OPS
     inputs: tuple[str, ...]
-    attrs: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    attrs: Mapping = field(default_factory=FrozenAttrs)
     loc: Location | None = None  # the spec line this node came from
     stage: str = ""  # the network stage (or head / aux head) it belongs to
     scope: tuple = ()  # the block instances (Scope) it lies in, outermost first
@@ -132,18 +159,52 @@ def needed_nodes(graph: Graph, outputs) -> set[str]:
     return need
 
 
+def node_strides(graph: Graph) -> dict[str, int]:
+    """Cumulative (vertical) stride of every node's output relative to the input."""
+    stride = {graph.input_name: 1}
+    for n in graph.nodes:
+        s = n.attrs.get("stride", 1)
+        s = s if isinstance(s, int) else s[0]
+        stride[n.name] = max((stride[i] for i in n.inputs), default=1) * s
+    return stride
+
+
+def feature_points(graph: Graph, shapes: dict) -> list[tuple[Stage, int]]:
+    """Every stride-change point: (stage, reduction) for each trunk stage with a spatial
+    output that is the last one at its cumulative stride (timm's `feature_info`)."""
+    stride = node_strides(graph)
+    trunk = [s for s in graph.stages if s.kind == "trunk" and len(shapes[s.output]) == 3]
+    return [(st, stride[st.output]) for i, st in enumerate(trunk)
+            if i + 1 == len(trunk) or stride[trunk[i + 1].output] != stride[st.output]]
+
+
+DEFAULT_OUT_INDICES = (-3, -2, -1)
+
+
 def feature_outputs(graph: Graph, shapes: dict, out_indices=None) -> tuple[str, ...]:
-    """What features=True returns, in every backend: the stages marked `feature: true`,
-    else the last trunk stage at each spatial size from stride 8 on (the 35x35, 17x17 and
-    8x8 grids at 299x299), like timm's features_only."""
+    """What features=True returns, in every backend. With `out_indices`: those entries of
+    `feature_points` (negative indices count from the end). Without: the stages marked
+    `feature: true`, else the last three stride-change points (the 35x35, 17x17 and 8x8
+    grids of the Inception networks at 299x299; fewer when a network has fewer).
+    Raises ValueError when the selection is empty or an index is out of range."""
     trunk = [s for s in graph.stages if s.kind == "trunk"]
-    if any(s.feature for s in trunk):
+    points = feature_points(graph, shapes)
+    names = ", ".join(f"{i}: {st.name} (stride {r})" for i, (st, r) in enumerate(points))
+    if out_indices is None and any(s.feature for s in trunk):
         return tuple(s.output for s in trunk if s.feature)
-    limit = graph.input_shape[1] / 8
-    picked = []
-    for i, st in enumerate(trunk):
-        shape = shapes[st.output]
-        nxt = shapes[trunk[i + 1].output] if i + 1 < len(trunk) else None
-        if len(shape) == 3 and shape[1] <= limit and (nxt is None or nxt[1:] != shape[1:]):
-            picked.append(st.output)
+    if out_indices is None:
+        picked = [st.output for st, _ in points[-len(DEFAULT_OUT_INDICES):]]
+    else:
+        picked = []
+        for i in out_indices:
+            if isinstance(i, bool) or not isinstance(i, int) or not -len(points) <= i < len(points):
+                raise ValueError(f"{graph.name}: out_indices: {i!r} is not a feature index; "
+                                 f"the feature points are {names or 'none'}")
+            picked.append(points[i][0].output)
+        if len(set(picked)) != len(picked):
+            raise ValueError(f"{graph.name}: out_indices {tuple(out_indices)} selects a map twice")
+    if not picked:
+        raise ValueError(f"{graph.name}: features=True selects no feature map "
+                         f"(out_indices={None if out_indices is None else tuple(out_indices)}); "
+                         f"the feature points are {names or 'none: no trunk stage keeps a spatial map'}")
     return tuple(picked)

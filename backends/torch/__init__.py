@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from archcompiler.ir.graph import Graph
 from archcompiler.network import Network, check_shapes, configure, network_for, spec_reference
-from archcompiler.passes.checks import min_input_size
+from archcompiler.passes.checks import accepted_sizes
 from archcompiler.passes.shapes import infer_shapes
 from archcompiler.spec.loader import Spec
 from archcompiler.weights import LoadReport, resolve_state, state_entries
@@ -40,12 +40,31 @@ def pretrained_cfg(spec: Spec, classes: int) -> dict:
 
 
 def prepare(spec: Spec, num_classes: Optional[int] = None, features: bool = False,
-            aux: Optional[bool] = None, net: Optional[Network] = None):
+            aux: Optional[bool] = None, net: Optional[Network] = None,
+            out_indices: Optional[Sequence[int]] = None):
     """Spec -> (graph, shapes) for the requested configuration, cut from the one lowering
     of the whole network (archcompiler.network)."""
     net = net or network_for(spec, num_classes)
-    graph = configure(net, features=features, aux=aux)
+    graph = configure(net, features=features, aux=aux, out_indices=out_indices)
     return graph, check_shapes(spec, graph)
+
+
+def stage_layout(graph: Graph) -> dict[str, tuple[str, bool]]:
+    """Stage name -> (the class name the generated source gives it, whether it repeats a
+    block): how the built module names its stages when printed."""
+    from archcompiler.ops import SPEC_OPS
+
+    from .codegen import class_name
+
+    out = {}
+    for st in graph.stages:
+        if st.block:
+            out[st.name] = (class_name(st.block), st.repeat is not None)
+            continue
+        first = next((n for n in graph.nodes if n.stage == st.name), None)
+        single = first is not None and first.item == st.name and first.spec_op in SPEC_OPS
+        out[st.name] = ("ConvBnAct" if single and first.spec_op == "conv" else "Sequential", False)
+    return out
 
 
 def resolve_weights(net: Network, graph: Graph, shapes: dict, weights: WeightsArg,
@@ -69,28 +88,36 @@ def load_numpy_state(model, state: dict) -> None:
 
 
 def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Optional[int] = None,
-          features: bool = False, aux: Optional[bool] = None, optimize: bool = False):
+          features: bool = False, aux: Optional[bool] = None, optimize: bool = False,
+          out_indices: Optional[Sequence[int]] = None):
     """A torch.nn.Module for the spec.
 
     weights: None (fresh, seeded, as the reference code initialises), a checkpoint path
     (.safetensors; .pt/.pth via torch.load(weights_only=True); timm names detected from
     the keys), or a dict of arrays in our naming. num_classes: a fresh classifier of that
-    size (the checkpoint's is skipped, with a warning). features: return the 35/17/8-grid
-    stage outputs instead of logits. optimize: inference passes (the module is put in
+    size (the checkpoint's is skipped, with a warning). features: return stage outputs
+    instead of logits: the stages marked `feature: true`, else the last three of
+    `model.feature_info` (every stride-change point; the 35/17/8 grids of the Inception
+    networks); out_indices: those entries of that list instead (negative from the end).
+    optimize: inference passes (the module is put in
     eval mode). The module is returned in training mode, like any fresh nn.Module."""
     from .module import ArchcModel
 
+    if out_indices is not None and not features:
+        raise ValueError(f"{spec.name}: out_indices selects feature maps: use it with features=True")
     net = network_for(spec, num_classes)
-    graph, shapes = prepare(spec, num_classes, features, aux, net=net)
+    graph, shapes = prepare(spec, num_classes, features, aux, net=net, out_indices=out_indices)
     state, report = resolve_weights(net, graph, shapes, weights, seed)
+    sizes, layout = accepted_sizes(graph), stage_layout(graph)
     if optimize:
         from archcompiler.passes.optimize import optimize_for_inference
 
         graph, state = optimize_for_inference(graph, state, shapes)
         shapes, _ = infer_shapes(graph)
     classes = num_classes if num_classes is not None else spec.classes
-    model = ArchcModel(graph, shapes, pretrained_cfg(spec, classes), min_input_size(graph),
-                       features=features)
+    square = [n for n in sizes[0].sizes if sizes[1].contains(n)]
+    model = ArchcModel(graph, shapes, pretrained_cfg(spec, classes), square[0] if square else None,
+                       sizes, features=features, layout=layout)
     load_numpy_state(model, state)
     model.load_report = report
     if optimize:
