@@ -230,6 +230,11 @@ def save_safetensors(path: str, tensors: dict[str, np.ndarray], metadata: dict |
     """Write tensors to `path` as is (not atomic: for a temporary file)."""
     from safetensors.numpy import save_file
 
+    # safetensors writes metadata in hash-map order: one key keeps the bytes reproducible
+    if metadata and len(metadata) > 1:
+        import json
+
+        metadata = {"archc": json.dumps(metadata, sort_keys=True)}
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path, metadata=metadata)
 
 

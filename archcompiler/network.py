@@ -108,3 +108,16 @@ def spec_reference(spec: Spec) -> str:
     except ValueError:  # another drive
         rel = ".."
     return (os.path.basename(spec.path) if rel.startswith("..") else rel).replace(os.sep, "/")
+
+
+def relative_location(spec: Spec, loc) -> str:
+    """`file:line:col` with the file relative to the spec root (for artifacts)."""
+    import os
+
+    if loc is None:
+        return ""
+    path = loc.file
+    if os.path.exists(path):  # a display path: relative to the working directory, or absolute
+        rel = os.path.relpath(os.path.realpath(path), os.path.realpath(spec.root))
+        path = os.path.basename(path) if rel.startswith("..") else rel.replace(os.sep, "/")
+    return f"{path}:{loc.line}:{loc.column}"

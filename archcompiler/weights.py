@@ -136,3 +136,13 @@ def resolve_state(net, weights, seed: int = 0) -> tuple[dict[str, np.ndarray], O
         notes.append(f"{spec.name}: kept fresh (not loaded from the checkpoint, num_classes="
                      f"{net.classes}): {', '.join(fresh)}")
     return state, report, notes
+
+
+def narrow_report(report, names) -> Optional["LoadReport"]:
+    """The load report of one configuration: only the tensors it holds (a model built
+    without its aux head does not report the aux tensors as kept fresh)."""
+    if report is None:
+        return None
+    skipped = [n for n in report.skipped if n in names]
+    notes = [f"kept fresh (not loaded from the checkpoint): {', '.join(skipped)}"] if skipped else []
+    return LoadReport(report.format, sum(1 for n in names if n not in skipped), skipped, notes)

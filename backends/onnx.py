@@ -38,13 +38,13 @@ import numpy as np
 
 from archcompiler.errors import SpecError, UsageError
 from archcompiler.ir.graph import Graph, Node
-from archcompiler.network import configure, network_for, spec_reference
+from archcompiler.network import configure, network_for, relative_location, spec_reference
 from archcompiler.ops import OPS, fmt_shape
-from archcompiler.passes.checks import accepted_sizes
+from archcompiler.passes.checks import accepted_sizes, symbolic_dims
 from archcompiler.passes.shapes import infer_shapes
 from archcompiler.spec.loader import Spec
 from archcompiler.util import atomic_output, signals_deferred
-from archcompiler.weights import resolve_state
+from archcompiler.weights import narrow_report, resolve_state
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
@@ -191,13 +191,13 @@ def metadata(spec: Spec, classes: int, input_shape: tuple, fixed: bool, weights_
     return {k: str(v) for k, v in meta.items()}
 
 
-def _doc(node: Node) -> str:
+def _doc(node: Node, spec: Optional[Spec] = None) -> str:
     op = OPS[node.op]
     text = f"{node.op} {op.describe(node.attrs)}" if op.describe(node.attrs) != node.op else node.op
     if node.stage:
         text += f" | stage {node.stage}"
     if node.loc is not None:
-        text += f" | {node.loc}"
+        text += f" | {relative_location(spec, node.loc) if spec is not None else node.loc}"
     return text
 
 
@@ -215,14 +215,14 @@ def _opset(opset: Optional[int]) -> int:
 
 
 def lower_to_onnx(graph: Graph, shapes: dict, state: dict[str, np.ndarray], opset: int,
-                  fixed_spatial: bool, meta: dict[str, str], doc: str = ""):
+                  fixed_spatial: bool, meta: dict[str, str], doc: str = "", spec: Optional[Spec] = None):
     """IR graph + our-named weights -> onnx.ModelProto."""
     from onnx import TensorProto, helper, numpy_helper
 
     g = OnnxBuilder(helper, numpy_helper, state, opset, shapes if fixed_spatial else None)
     value = {graph.input_name: g._unique(graph.input_name)}
     for node in graph.nodes:
-        g.current, g.doc = node, _doc(node)
+        g.current, g.doc = node, _doc(node, spec)
         value[node.name] = OPS[node.op].onnx_lower(g, node, [value[i] for i in node.inputs])
     g.current = None
 
@@ -230,25 +230,30 @@ def lower_to_onnx(graph: Graph, shapes: dict, state: dict[str, np.ndarray], opse
     spatial = [h, w] if fixed_spatial else ["height", "width"]
     inputs = [helper.make_tensor_value_info(graph.input_name, TensorProto.FLOAT,
                                             ["batch", c, *spatial])]
+    # symbolic H and W of every value, named from the input's (passes.checks.symbolic_dims)
+    sym = {} if fixed_spatial else symbolic_dims(graph, shapes)
+
+    def dims_of(name: str) -> list:
+        shape = shapes[name]
+        if fixed_spatial or len(shape) == 1:
+            return ["batch", *shape]
+        return ["batch", shape[0], *sym[name]]
+
     outputs = []
     for out in graph.outputs:
         if value[out] != out:  # an output that lowers to no node of its own (dropout)
-            g.current, g.doc = graph.by_name[out], _doc(graph.by_name[out])
+            g.current, g.doc = graph.by_name[out], _doc(graph.by_name[out], spec)
             g.nodes.append(helper.make_node("Identity", [value[out]], [g._unique(out)], name=out))
-        shape = shapes[out]
-        dims = ["batch", *shape] if (fixed_spatial or len(shape) == 1) else ["batch", shape[0], None, None]
-        outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, dims))
+        outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, dims_of(out)))
     # value_info from our shape inference, so Netron shows every edge's shape (the tests
-    # check that ONNX's own inference agrees); unknown spatial dims when they are dynamic
+    # check that ONNX's own inference agrees); named spatial dims when they are dynamic
     output_names = set(graph.outputs)
     value_info = []
     for node in graph.nodes:
         name = value[node.name]
         if name != node.name or name in output_names:
             continue
-        shape = shapes[node.name]
-        dims = ["batch", *shape] if (fixed_spatial or len(shape) == 1) else ["batch", shape[0], None, None]
-        value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+        value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims_of(node.name)))
     onnx_graph = helper.make_graph(g.nodes, graph.name, inputs, outputs,
                                    initializer=list(g.initializers.values()), doc_string=doc,
                                    value_info=value_info)
@@ -276,6 +281,7 @@ def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
         input_size = tuple(shapes[graph.input_name][1:])
     state, report, notes = resolve_state(net, weights, seed)
     state = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] in graph.by_name}
+    report = narrow_report(report, state)
     passes = () if not optimize else ONNX_PASSES if optimize is True else tuple(optimize)
     if passes:
         from archcompiler.passes.optimize import PASSES, optimize_for_inference
@@ -299,7 +305,7 @@ def build_with_report(spec: Spec, weights: WeightsArg = None, seed: int = 0,
                     weights_desc, passes, features)
     doc = ": ".join(x for x in (spec.title or spec.name, spec.description) if x)
     try:
-        model = lower_to_onnx(graph, shapes, state, opset, input_size is not None, meta, doc)
+        model = lower_to_onnx(graph, shapes, state, opset, input_size is not None, meta, doc, spec)
     except StaticShapeNeeded as exc:
         raise SpecError(spec.diag(exc.loc, exc.message)) from None
     return model, report, notes

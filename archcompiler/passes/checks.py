@@ -82,7 +82,41 @@ class SizeRule:
         return {"sizes": list(self.sizes)}
 
 
-def _run(graph: Graph, hs: np.ndarray, ws: np.ndarray, ref: dict | None = None):
+def symbolic_dims(graph: Graph, shapes: dict, names=("height", "width")) -> dict:
+    """A name for every node's H and W when the input's are symbolic: two values get the
+    same name exactly when they are equal at every accepted input size; a value equal to
+    the input's keeps its name; others are named after their size at the spec's input
+    (`height_35`: 35 at the default input)."""
+    mh, mw = _axis_masks(graph)
+    sizes = np.arange(MAX_SEARCH_SIZE + 1, dtype=np.int64)
+    _, h0, w0 = graph.input_shape
+    out: dict = {}
+    for axis, mask in ((0, mh), (1, mw)):
+        hs = sizes if axis == 0 else np.full_like(sizes, h0)
+        ws = np.full_like(sizes, w0) if axis == 0 else sizes
+        hw = _run(graph, hs, ws, keep=True)[2]
+        keys: dict = {}
+        base = names[axis]
+        ident = hw[graph.input_name][axis][mask].tobytes()
+        for node in graph.nodes:
+            arr = hw[node.name][axis][mask]
+            key = arr.tobytes()
+            if key == ident:
+                name = base
+            elif key in keys:
+                name = keys[key]
+            else:
+                at_spec = shapes[node.name][1 + axis] if len(shapes[node.name]) == 3 else 1
+                name, n = f"{base}_{at_spec}", 1
+                while name in keys.values():
+                    n += 1
+                    name = f"{base}_{at_spec}_{n}"
+                keys[key] = name
+            out.setdefault(node.name, [None, None])[axis] = name
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _run(graph: Graph, hs: np.ndarray, ws: np.ndarray, ref: dict | None = None, keep: bool = False):
     """Which (H, W) pairs (elementwise) every op accepts; and the map size entering each
     flatten (whose vector length, hence the next linear's weights, fixes the size there:
     `ref` holds those sizes at the spec's own input)."""
@@ -99,7 +133,7 @@ def _run(graph: Graph, hs: np.ndarray, ws: np.ndarray, ref: dict | None = None):
             if ref is not None:
                 ok = ok & (ins[0][0] == ref[node.name][0]) & (ins[0][1] == ref[node.name][1])
         hw[node.name] = (np.maximum(h, 1), np.maximum(w, 1))
-    return ok, flat
+    return (ok, flat, hw) if keep else (ok, flat)
 
 
 def _axis_masks(graph: Graph) -> tuple[np.ndarray, np.ndarray]:

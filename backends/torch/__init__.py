@@ -18,7 +18,7 @@ from archcompiler.network import Network, check_shapes, configure, network_for, 
 from archcompiler.passes.checks import accepted_sizes
 from archcompiler.passes.shapes import infer_shapes
 from archcompiler.spec.loader import Spec
-from archcompiler.weights import LoadReport, resolve_state, state_entries
+from archcompiler.weights import LoadReport, narrow_report, resolve_state, state_entries
 
 WeightsArg = Union[None, str, "dict[str, np.ndarray]"]
 
@@ -75,7 +75,8 @@ def resolve_weights(net: Network, graph: Graph, shapes: dict, weights: WeightsAr
     state, report, notes = resolve_state(net, weights, seed)
     for note in notes:
         warnings.warn(note, stacklevel=3)
-    return {e.name: state[e.name] for e in state_entries(graph, shapes)}, report
+    narrowed = {e.name: state[e.name] for e in state_entries(graph, shapes)}
+    return narrowed, narrow_report(report, narrowed)
 
 
 def load_numpy_state(model, state: dict) -> None:

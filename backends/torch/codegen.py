@@ -21,7 +21,7 @@ from archcompiler.spec.expr import Expr
 from archcompiler.spec.loader import Spec
 
 from .codegen_scope import (Container, Ctx, Unit, _is_chain, _sequential, access, class_name,
-                            forward_lines, ident, indent, module_tree, scope_units)
+                            forward_lines, ident, indent, module_tree, readers_of, scope_units)
 
 _CONCAT = '''
 class Concat(nn.Module):
@@ -54,7 +54,7 @@ class _Gen:
     def scope(self, nodes, path: str, depth: int, ctx: Ctx, scope_input: str):
         ctx.channels.setdefault(scope_input, "in_channels")
         units, inline = scope_units(nodes, path, depth, ctx, self.instance_call_nested(depth))
-        return module_tree(units, inline, self.consumers), inline
+        return module_tree(units, inline, self.consumers, path), inline
 
     def instance_call_nested(self, depth: int):
         def make(scope, sub_nodes, in_src):
@@ -68,7 +68,7 @@ class _Gen:
         kids = sorted(top.values(), key=lambda u: getattr(u, "order", 0))
         if inline or not all(isinstance(v, Unit) for v in kids):
             return None
-        if _is_chain(kids, self.consumers):
+        if _is_chain(kids, self.consumers, readers_of(kids, [])):
             keys = [next(k for k, v in top.items() if v is u) for u in kids]
             return _sequential(keys, top)
         return None
@@ -77,9 +77,15 @@ class _Gen:
                      params: list, doc: list[str], key: tuple) -> str:
         """A class for a scope; returns its name (shared by scopes with the same body)."""
         chain = self.foldable(top, inline) if "" not in top else None
-        if chain is not None and list(top) == [str(i) for i in range(len(top))]:
+        if chain is not None:  # a chain: an nn.Sequential of its units, in order
             base = "nn.Sequential"
-            init = "        super().__init__(\n" + indent(",\n".join(u.ctor for u in top.values()), 12) + ",\n        )\n"
+            units = sorted(top.items(), key=lambda kv: kv[1].order)
+            if [k for k, _ in units] == [str(i) for i in range(len(units))]:
+                inner = ",\n".join(u.ctor for _, u in units)
+                init = f"        super().__init__(\n{indent(inner, 12)},\n        )\n"
+            else:
+                inner = ",\n".join(f"({k!r}, {u.ctor})" for k, u in units)
+                init = f"        super().__init__(OrderedDict([\n{indent(inner, 12)},\n        ]))\n"
             fwd = ""
         else:
             base = "nn.Module"
@@ -104,7 +110,11 @@ class _Gen:
         n = 2
         while cls in self.classes:
             cls, n = f"{class_name(name)}{n}", n + 1
-        docstring = '    """' + "\n    ".join(doc).rstrip() + '\n    """\n\n' if doc else ""
+        if len(doc) == 1:
+            docstring = f'    """{doc[0]}"""\n\n'
+        else:
+            docstring = ('    """' + "\n".join(f"    {ln}" if ln else "" for ln in doc).strip()
+                         + '\n    """\n\n' if doc else "")
         self.classes[cls] = f"class {cls}({base}):\n{docstring}{body}"
         self.bodies[(key, body)] = cls
         return cls, used
@@ -190,7 +200,7 @@ def generate_source(spec: Spec, num_classes: Optional[int] = None, weights_file:
     d = spec.defaults.conv
     gen = _Gen(spec, net, {"EPS": d.eps, "MOMENTUM": d.momentum, **{k.upper(): v for k, v in constants.items()}})
     g = net.graph
-    inits, calls = [], []
+    inits, calls, trunk_calls = [], [], []
     x = g.input_name
     aux_of = {}
     for name, after in g.aux_after:
@@ -200,6 +210,7 @@ def generate_source(spec: Spec, num_classes: Optional[int] = None, weights_file:
         src = gen.stage(st, x)
         inits.append(f"self.{st.name} = {indent(src, 8).lstrip()}")
         calls.append(f"x = self.{st.name}(x)  # {fmt_shape(net.shapes[st.output])}")
+        trunk_calls.append(calls[-1])
         x = st.output
         for aux in aux_of.get(st.name, []):
             nodes = [n for n in g.nodes if n.stage == aux]
@@ -221,8 +232,9 @@ def generate_source(spec: Spec, num_classes: Optional[int] = None, weights_file:
                 used_helpers[hname] = hsrc
     if re.search(r"\bConcat\(", text):
         used_helpers["Concat"] = _CONCAT
-    return assemble(spec, net, gen, inits, calls, used_helpers, constants,
-                    num_classes if num_classes is not None else spec.classes, weights_file)
+    return assemble(spec, net, gen, inits, calls, trunk_calls, used_helpers, constants,
+                    num_classes if num_classes is not None else spec.classes, weights_file,
+                    head_src.startswith("nn.Sequential"))
 
 
 def write_source(spec: Spec, out: str, weights=None, seed: int = 0,

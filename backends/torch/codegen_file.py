@@ -14,7 +14,44 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(" ".join(text.split()), width)
 
 
-def assemble(spec, net, gen, inits, calls, helpers, constants, classes, weights_file) -> str:
+def _timm_interface(net, trunk_calls, head_is_sequential: bool) -> str:
+    """timm's model interface on the generated class (forward_features, forward_head,
+    get_classifier, reset_classifier; num_features and feature_info are set in __init__)."""
+    from archcompiler.ir.graph import feature_points
+
+    g = net.graph
+    head = next((n for n in reversed(g.nodes) if n.stage == "head"), None)
+    linear = head is not None and head.op == "linear" and head_is_sequential
+    aux = [name for name, _ in g.aux_after]
+    src = ("\n    def forward_features(self, x):\n"
+           '        """The output of the trunk\'s last stage (before the head)."""\n'
+           + "".join(f"        {c}\n" for c in trunk_calls) + "        return x\n"
+           "\n    def forward_head(self, x, pre_logits: bool = False):\n"
+           '        """The head; with pre_logits, everything before its last linear."""\n')
+    src += ("        return self.head[:-1](x) if pre_logits else self.head(x)\n" if linear
+            else "        return self.head(x)\n")
+    if linear:
+        resets = "".join(
+            f"        if self.{a} is not None:\n"
+            f"            self.{a}[-1] = nn.Linear(self.{a}[-1].in_features, num_classes) "
+            "if num_classes else nn.Identity()\n" for a in aux)
+        src += ("\n    def get_classifier(self):\n        return self.head[-1]\n"
+                "\n    def reset_classifier(self, num_classes: int, global_pool=None):\n"
+                '        """A fresh classifier of num_classes outputs (nn.Identity for 0); the aux\n'
+                '        heads\' last linears likewise."""\n'
+                f"        self.head[-1] = nn.Linear({g.by_name[head.inputs[0]] and net.shapes[head.inputs[0]][0]}, num_classes) "
+                "if num_classes else nn.Identity()\n" + resets
+                + "        self.num_classes = num_classes\n"
+                "        self.pretrained_cfg = dict(self.pretrained_cfg, num_classes=num_classes)\n")
+    points = feature_points(g, net.shapes)
+    info = [{"num_chs": net.shapes[st.output][0], "reduction": r, "module": st.name} for st, r in points]
+    trunk = [st for st in g.stages if st.kind == "trunk"]
+    nfeat = net.shapes[trunk[-1].output][0] if trunk else g.input_shape[0]
+    return src, nfeat, info
+
+
+def assemble(spec, net, gen, inits, calls, trunk_calls, helpers, constants, classes,
+             weights_file, head_is_sequential: bool = True) -> str:
     g = net.graph
     model_cls = class_name(spec.name)
     if model_cls in gen.classes:
@@ -40,10 +77,11 @@ def assemble(spec, net, gen, inits, calls, helpers, constants, classes, weights_
     else:
         ret = "        return self.head(x)\n"
     title = spec.title or spec.name
+    timm_src, nfeat, info = _timm_interface(net, trunk_calls, head_is_sequential)
     weights_src = ""
-    imports = "from collections import OrderedDict\n\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
+    imports = "IMPORTS_PLACEHOLDER"
     if weights_file:
-        imports = "import os\n" + imports
+        pass
         weights_src = (
             f"\n    @classmethod\n    def pretrained(cls, path=None, **kwargs):\n"
             f'        """The model with the weights written beside this file ({weights_file})."""\n'
@@ -59,9 +97,11 @@ def assemble(spec, net, gen, inits, calls, helpers, constants, classes, weights_
         f'    """{title}.\n\n{doc}    """\n\n    pretrained_cfg = PRETRAINED_CFG\n\n'
         f"    def __init__({sig}):\n        super().__init__()\n"
         + "\n".join(f"        {ln}" for ln in inits) + "\n"
-        + "        self.pretrained_cfg = dict(PRETRAINED_CFG, num_classes=num_classes)\n\n"
-        f"    def forward(self, x):\n{fwd}{ret}"
-        "\n    def load_weights(self, path):\n"
+        + "        self.pretrained_cfg = dict(PRETRAINED_CFG, num_classes=num_classes)\n"
+        + f"        self.num_classes, self.num_features = num_classes, {nfeat}\n"
+        + "        self.feature_info = [\n" + "".join(f"            {i!r},\n" for i in info) + "        ]\n\n"
+        + f"    def forward(self, x):\n{fwd}{ret}" + timm_src
+        + "\n    def load_weights(self, path):\n"
         '        """Load a .safetensors file in this module\'s naming (needs the safetensors package)."""\n'
         "        from safetensors.torch import load_file\n\n"
         "        missing, unexpected = self.load_state_dict(load_file(path), strict=False)\n"
@@ -91,4 +131,21 @@ def assemble(spec, net, gen, inits, calls, helpers, constants, classes, weights_
     helper_src = "\n\n".join(h.strip("\n") + "\n" for h in helpers.values())
     blocks_src = "\n\n".join(src.rstrip("\n") + "\n" for src in gen.classes.values())
     parts = [header, helper_src, blocks_src, model_src]
-    return "\n\n".join(p.strip("\n") + "\n" for p in parts if p.strip())
+    text = "\n\n".join(p.strip("\n") + "\n" for p in parts if p.strip())
+    return text.replace("IMPORTS_PLACEHOLDER", _imports(text, weights_file))
+
+
+def _imports(text: str, weights_file) -> str:
+    """Only what the file uses (pyflakes-clean)."""
+    import re
+
+    lines = ["import os\n"] if weights_file else []
+    if "OrderedDict(" in text:
+        lines.append("from collections import OrderedDict\n")
+    lines.append("\n")
+    if re.search(r"\btorch\.", text):
+        lines.append("import torch\n")
+    if re.search(r"\bF\.", text):
+        lines.append("import torch.nn.functional as F\n")
+    lines.append("from torch import nn\n")
+    return "".join(lines).lstrip("\n")

@@ -166,8 +166,10 @@ class Container:
             yield from (v.units() if isinstance(v, Container) else (v,))
 
 
-def module_tree(units: list, inline: list, consumers: dict) -> dict:
+def module_tree(units: list, inline: list, consumers: dict, scope_path: str = "") -> dict:
     """key -> Unit | Container for the scope's top level, folding chains and concats."""
+    prefix = scope_path + "." if scope_path else ""
+    readers = readers_of(units, inline)
     tree: dict = {}
     for u in units:
         if u.rel == "":
@@ -185,31 +187,59 @@ def module_tree(units: list, inline: list, consumers: dict) -> dict:
         if not path:
             return items
         kids = list(items.values())
-        inside = [n for n in inline if n.name.startswith(path + ".")]
+        inside = [n for n in inline if n.name.startswith(prefix + path + ".")]
         if all(isinstance(v, Unit) for v in kids):
             by_order = sorted(kids, key=lambda u: u.order)
-            if not inside and _is_chain(by_order, consumers):
+            if not inside and _is_chain(by_order, consumers, readers):
                 keys = [next(k for k, v in items.items() if v is u) for u in by_order]
-                return Unit(path, _sequential(keys, items), by_order[0].inputs, by_order[-1].output,
+                unit = Unit(path, _sequential(keys, items), by_order[0].inputs, by_order[-1].output,
                             by_order[-1].order)
+                for i in unit.inputs:  # the chain reads its input in place of its first unit
+                    readers[i] = [id(unit) if r == id(by_order[0]) else r for r in readers.get(i, [])]
+                return unit
             if len(inside) == 1 and inside[0].op == "concat" and _parallel(kids, inside[0], consumers) \
                     and all(k.isidentifier() and not keyword.iskeyword(k) for k in items):
                 cat = inside[0]
                 inline.remove(cat)
                 by_input = {u.output: k for k, u in items.items()}
                 body = ",\n".join(f"{by_input[o]}={items[by_input[o]].ctor}" for o in cat.inputs)
-                return Unit(path, f"Concat(\n{indent(body, 4)},\n)", kids[0].inputs, cat.name,
+                unit = Unit(path, f"Concat(\n{indent(body, 4)},\n)", kids[0].inputs, cat.name,
                             max(u.order for u in kids) + 1)
+                branch_ids = {id(u) for u in kids}
+                for i in unit.inputs:  # the concat reads the input once, for its branches
+                    rs = [r for r in readers.get(i, []) if r not in branch_ids]
+                    readers[i] = rs + [id(unit)]
+                return unit
         return Container(path, items)
 
     return fold(tree, "")
 
 
-def _is_chain(kids: list, consumers: dict) -> bool:
+def _is_chain(kids: list, consumers: dict, readers: dict | None = None) -> bool:
+    """Each unit reads only the previous one's output, which nothing else reads
+    (`readers`: IR value -> the units and inline ops of the scope that read it)."""
     if len(kids[0].inputs) != 1:
         return False
-    return all(b.inputs == (a.output,) and len(consumers.get(a.output, [])) == 1
-               for a, b in zip(kids, kids[1:]))
+    for a, b in zip(kids, kids[1:]):
+        if b.inputs != (a.output,):
+            return False
+        if readers is not None:
+            if readers.get(a.output, []) != [id(b)]:
+                return False
+        elif len(consumers.get(a.output, [])) != 1:
+            return False
+    return True
+
+
+def readers_of(units: list, inline: list) -> dict:
+    out: dict = {}
+    for u in units:
+        for i in u.inputs:
+            out.setdefault(i, []).append(id(u))
+    for n in inline:
+        for i in n.inputs:
+            out.setdefault(i, []).append(id(n))
+    return out
 
 
 def _parallel(kids: list, cat, consumers: dict) -> bool:
