@@ -78,6 +78,17 @@ def stage_outputs(model, spec, x) -> tuple[dict, "torch.Tensor"]:
     return got, y
 
 
+def apply(model, path: str, x):
+    """Run the submodule at `path` on x; an intermediate container (a conv's conv/bn/act,
+    no forward of its own) runs its children in order."""
+    mod = model.get_submodule(path)
+    if type(mod).forward is not torch.nn.Module.forward:
+        return mod(x)
+    for name, _ in mod.named_children():
+        x = apply(model, f"{path}.{name}", x)
+    return x
+
+
 def torch_flops(model, x) -> dict[str, int]:
     """FlopCounterMode's per-op FLOPs of one eval forward (op name -> flops)."""
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
@@ -321,7 +332,7 @@ def test_adaptive_pool_overlapping_windows(tmp_path, op):
     x = torch.from_numpy(normal(1, 3, 14, 14, seed=9))
     fn = getattr(torch.nn.functional, op.replace("pool", "_pool2d"))
     with torch.no_grad():
-        feats = model.get_submodule("c")(x)
+        feats = apply(model, "c", x)
         got, _ = stage_outputs(model, spec, x)
         want = fn(feats, 4)
         assert got["a"] == tuple(want.shape[1:])
@@ -383,7 +394,7 @@ head: [global_maxpool, linear 3]
         macs=conv_macs(3, 8, 3, 6, 6) + 8 * 4 + 12 * 3, onnx_sizes=(9, 20))
     x = torch.from_numpy(normal(1, 3, 14, 14, seed=5))
     with torch.no_grad():
-        feats = model.get_submodule("c")(x)
+        feats = apply(model, "c", x)
         got, _ = stage_outputs(model, spec, x)
     # the max branch is the map's max per channel, kept as Cx1x1
     want_max = torch.amax(feats, dim=(2, 3), keepdim=True)
@@ -425,7 +436,7 @@ def test_flatten_then_linear(tmp_path):
                                    macs=conv_macs(3, 4, 3, 3, 3) + 36 * 5)
     x = torch.from_numpy(normal(1, 3, 8, 8, seed=7))
     with torch.no_grad():
-        feats = model.get_submodule("c")(x)
+        feats = apply(model, "c", x)
         close(model(x).numpy(), model.get_classifier()(feats.reshape(1, -1)).numpy())
 
 
@@ -471,8 +482,8 @@ head: [global_avgpool, linear 4]
     # y = relu(x + body(x)), checked with the module's own layers
     x = torch.from_numpy(normal(1, 3, 12, 12, seed=3))
     with torch.no_grad():
-        s = model.get_submodule("stem")(x)
-        body = model.get_submodule("r.1")(model.get_submodule("r.0")(s))
+        s = apply(model, "stem", x)
+        body = apply(model, "r.1", apply(model, "r.0", s))
         close(model.get_submodule("r")(s).numpy(), torch.relu(s + body).numpy())
     assert not [k for k in model.state_dict() if "shortcut" in k]
 
@@ -546,10 +557,10 @@ head: [global_avgpool, linear 2]
     # y = x + 0.25 * project(body(x)), no activation: negative values survive
     x = torch.from_numpy(normal(1, 3, 9, 9, seed=8))
     with torch.no_grad():
-        s = model.get_submodule("stem")(x)
-        b0 = model.get_submodule("r.branch0")(s)
-        b1 = model.get_submodule("r.branch1")(s)
-        proj = model.get_submodule("r.project")(torch.cat([b0, b1], 1))
+        s = apply(model, "stem", x)
+        b0 = apply(model, "r.branch0", s)
+        b1 = apply(model, "r.branch1", s)
+        proj = apply(model, "r.project", torch.cat([b0, b1], 1))
         out = model.get_submodule("r")(s)
     close(out.numpy(), (s + 0.25 * proj).numpy())
     assert float(out.min()) < 0
@@ -643,8 +654,8 @@ params: {{c: {c}}}
 network:
   - name: s
     concat:
-      - [conv 1x1 $(max(4, c // 4))]
-      - [conv 1x1 $(min(c, 6))]
+      - ["conv 1x1 $(max(4, c // 4))"]     # quoted: a comma in a YAML flow list
+      - ["conv 1x1 $(min(c, 6))"]
       - ["conv 1x1 $(8 if c > 10 and not (c == 12) else 4)"]
   - name: t
     seq:

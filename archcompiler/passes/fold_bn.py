@@ -11,8 +11,10 @@ The folded conv keeps its name (so its weight keeps `<conv>.weight`) and gains a
 (`<conv>.bias`); the BN node and its four tensors disappear, and everything that read
 the BN (nodes, graph outputs, stage outputs) reads the conv instead. Arithmetic is done
 in float64 and stored in the weights' own dtype. This is exact algebra, valid only at
-inference (running statistics); a BN that does not directly follow a conv, or follows
-a conv that has other consumers, is left as it is.
+inference (running statistics). It applies wherever the BN directly follows an op the
+registry marks `bn_foldable` (conv2d), whether the spec attached the BN to the conv or
+wrote it on its own; a BN after anything else, or after a conv whose raw output is also
+used elsewhere, is left as it is.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from ..ir.graph import Graph
+from ..ops import OPS
 
 
 def foldable_pairs(graph: Graph) -> dict[str, str]:
@@ -35,7 +38,7 @@ def foldable_pairs(graph: Graph) -> dict[str, str]:
         if node.op != "batchnorm" or len(node.inputs) != 1:
             continue
         src = by_name.get(node.inputs[0])
-        if src is None or src.op != "conv2d":
+        if src is None or not OPS[src.op].bn_foldable:  # the registry says which ops may take it
             continue
         # the conv's raw output must not be used anywhere else (nor be a graph output)
         if consumers.get(src.name) != [node.name] or src.name in outputs:
