@@ -97,7 +97,7 @@ class Conv(SpecOp):
             return None
         a, s = conv.attrs, src.of(conv)
         args = [s.in_channels, s("out_channels"), _pair_src(a["kernel"])]
-        if tuple(a["stride"]) != (1, 1):
+        if tuple(a["stride"]) != (1, 1) or "stride" in s.srcs:  # a parameter: always written
             args.append(f"stride={s('stride', _pair_src)}")
         if tuple(a["padding"]) != (0, 0):
             args.append(f"padding={_pair_src(a['padding'])}")
@@ -178,7 +178,7 @@ class Conv2d(IROp):
 
     def source(self, attrs, src):
         args = [src.in_channels, src("out_channels"), _pair_src(attrs["kernel"])]
-        if tuple(attrs["stride"]) != (1, 1):
+        if tuple(attrs["stride"]) != (1, 1) or "stride" in src.srcs:
             args.append(f"stride={src('stride', _pair_src)}")
         if tuple(attrs["padding"]) != (0, 0):
             args.append(f"padding={_pair_src(attrs['padding'])}")

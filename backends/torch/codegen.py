@@ -110,6 +110,9 @@ class _Gen:
         n = 2
         while cls in self.classes:
             cls, n = f"{class_name(name)}{n}", n + 1
+        if n > 2:  # another structure of the same template: say so instead of repeating
+            doc = _wrap(f"Block `{name}` ({doc[0].rstrip('.')}) as {class_name(name)}, with the "
+                        "ops that a `when` condition or a parameter changes here.", 84)
         if len(doc) == 1:
             docstring = f'    """{doc[0]}"""\n\n'
         else:
