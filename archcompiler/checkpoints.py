@@ -335,6 +335,8 @@ def match_checkpoint(spec: Spec, entries: list, ckpt: dict[str, np.ndarray], pat
         raise _ckpt_error(path, f"tensor names must be strings, got {bad_key!r} "
                                 f"({type(bad_key).__name__})")
     ignore = {k for k in ckpt if k.endswith("num_batches_tracked")}
+    if not names and not set(ckpt) - ignore:  # a network without tensors: nothing to load
+        return {}, LoadReport(OURS, 0)
     if not set(ckpt) - ignore:
         raise _ckpt_error(path, f"the checkpoint holds no tensors (spec {spec.name!r} needs "
                                 f"{len(names)})")

@@ -31,7 +31,7 @@ import archcompiler as ac  # noqa: E402
 from archcompiler.backends.torch import prepare  # noqa: E402
 from archcompiler.weights import state_entries  # noqa: E402
 
-from spec_helpers import archc, write_tree  # noqa: E402
+from spec_helpers import archc, line_of, write_tree  # noqa: E402
 from support import randomized_state  # noqa: E402
 
 torch.set_num_threads(2)
@@ -50,7 +50,7 @@ def write_spec(tmp_path, text: str, name: str = "s.yaml"):
 
 def weights_for(spec, seed: int = 0) -> dict:
     """Randomised weights in our names (BN gamma/beta and running statistics too); None
-    for a network without any (an empty dict is refused: see the xfail test below)."""
+    for a network without any."""
     return randomized_state(state_entries(*prepare(spec)), seed) or None
 
 
@@ -93,7 +93,7 @@ def torch_flops(model, x) -> dict[str, int]:
     """FlopCounterMode's per-op FLOPs of one eval forward (op name -> flops)."""
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         model(x)
-    return {str(k).split(".")[-1]: int(v) for k, v in fc.get_flop_counts()["Global"].items()}
+    return {str(k).split(".")[-1]: int(v) for k, v in fc.get_flop_counts().get("Global", {}).items()}
 
 
 def ort_run(model, x: np.ndarray) -> np.ndarray:
@@ -351,7 +351,8 @@ def test_adaptive_pool_overlapping_windows(tmp_path, op):
     # without a fixed input size the ONNX export is a located error
     with pytest.raises(ac.SpecError, match="needs a fixed input size") as exc:
         ac.build(spec, backend="onnx", weights=w)
-    assert "s.yaml" in str(exc.value)
+    where = line_of(_adaptive_spec(op, 14), "{name: a,")
+    assert f"s.yaml:{where}:" in str(exc.value)
 
 
 @pytest.mark.parametrize("op", ["adaptive_avgpool", "adaptive_maxpool"])
@@ -761,3 +762,111 @@ def test_validate_json_input_sizes_equal_what_torch_runs(tmp_path):
     assert r.rc == 1
     assert f"{bad}x{bad}" in r.err and "accepts" in r.err
     assert archc("validate", "--input-size", str(good), str(path)).rc == 0
+
+
+# --- width with $in, non-square maps and adaptive outputs ----------------------------------
+
+def test_width_in_and_non_square_adaptive_pools(tmp_path):
+    text = """\
+archc: 1
+name: wide
+input: 3x10x7
+width: 0.5
+blocks:
+  res:
+    residual:
+      seq: [conv 1x1 8, "conv 1x1 $(in * 2)"]
+      project: conv 1x1 $in linear
+network:
+  - {name: stem, op: conv 3x3 8}
+  - {block: res, name: r}
+  - {name: a, op: {op: adaptive_maxpool, out: [3, 4]}}
+  - {name: b, op: {op: adaptive_avgpool, out: [3, 2]}}
+head: [flatten, linear 3]
+"""
+    # width 0.5: stem 4; body 1x1 4, then $(in * 2) = 8 (not scaled again); project to
+    # $in = 4; 10x7 -> 3x4 (overlapping rows and columns) -> 3x2; flatten 24 -> 3
+    params = (conv_params(3, 4, 3) + conv_params(4, 4, 1) + conv_params(4, 8, 1)
+              + conv_params(8, 4, 1, bias=True, bn=False) + 24 * 3 + 3)
+    macs = (conv_macs(3, 4, 3, 10, 7) + conv_macs(4, 4, 1, 10, 7) + conv_macs(4, 8, 1, 10, 7)
+            + conv_macs(8, 4, 1, 10, 7) + 24 * 3)
+    spec, model, _ = check_network(tmp_path, text, params=params, macs=macs,
+                                   stages={"r": (4, 10, 7), "a": (4, 3, 4), "b": (4, 3, 2)},
+                                   onnx_input_size=(10, 7))
+    # heights need 3 rows for the adaptive pools, widths 4 columns: independently
+    hs, ws = spec.analysis.sizes
+    assert (hs.min, ws.min) == (3, 4)
+
+
+def test_flop_counter_counts_nothing_but_conv_and_linear(tmp_path):
+    """Pooling, BN, ReLU, concat, add, flatten: 0 MACs here and 0 FLOPs in torch's counter."""
+    text = """\
+archc: 1
+name: noflop
+input: 4x12x12
+network:
+  - {name: b, seq: [batchnorm, relu, maxpool 3x3/2 ceil, avgpool 3x3 count_pad]}
+  - name: r
+    residual: {seq: [maxpool 3x3 pad=1, avgpool 3x3], scale: 0.5, act: none}
+  - {name: cat, concat: [[maxpool 3x3 pad=1], [avgpool 3x3]]}
+  - {name: g, seq: [adaptive_maxpool 4x4, global_maxpool keepdim, flatten]}
+"""
+    spec = ac.load_spec(str(write_spec(tmp_path, text)))
+    assert spec.analysis.macs == 0
+    model = ac.build(spec, backend="torch").eval()
+    flops = torch_flops(model, torch.from_numpy(normal(1, 4, 12, 12)))
+    assert sum(flops.values()) == 0, flops
+
+
+# --- bugs -------------------------------------------------------------------------------------
+
+def test_torch_input_check_treats_heights_and_widths_independently(tmp_path):
+    text = """\
+archc: 1
+name: asym
+input: 3x8x8
+network:
+  - {name: c, op: {op: conv, kernel: [1, 5], out: 4, padding: valid}}
+head: [global_avgpool, linear 2]
+"""
+    spec = ac.load_spec(str(write_spec(tmp_path, text)))
+    hs, ws = spec.analysis.sizes
+    assert (hs.min, ws.min) == (1, 5)
+    torch.nn.Conv2d(3, 4, (1, 5))(torch.zeros(1, 3, 2, 8))  # torch runs a 2x8 input
+    assert archc("validate", "--input-size", "2x8", str(tmp_path / "s.yaml")).rc == 0
+    model = ac.build(spec, backend="torch").eval()
+    with torch.no_grad():
+        assert tuple(model(torch.zeros(1, 3, 2, 8)).shape) == (1, 2)
+
+
+def test_empty_weights_for_a_network_without_tensors(tmp_path):
+    spec = ac.load_spec(str(write_spec(tmp_path, _pool_spec("maxpool", 3, 2, 1))))
+    assert state_entries(*prepare(spec)) == []
+    model = ac.build(spec, backend="torch", weights={}).eval()
+    x = torch.from_numpy(normal(1, 3, 12, 12))
+    assert torch.equal(model(x), torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True)(x))
+
+
+def _docs_bottleneck() -> str:
+    """The `bottleneck:` block of docs/spec-language.md section 8, as written there."""
+    from spec_helpers import ROOT
+
+    doc = (ROOT / "docs" / "spec-language.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## 8. Residual blocks"):doc.index("## 9.")]
+    lines = section.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("bottleneck:"))
+    block = []
+    for ln in lines[start:]:
+        if ln.startswith("```"):
+            break
+        block.append("  " + ln.split("#")[0].rstrip())
+    return "\n".join(block) + "\n"
+
+
+def test_docs_section8_bottleneck_validates_with_stride_2(tmp_path):
+    text = ("archc: 1\nname: docs8\ninput: 3x16x16\nblocks:\n" + _docs_bottleneck()
+            + "network:\n  - {name: stem, op: conv 3x3 8}\n"
+            "  - {block: bottleneck, name: layer, with: {width: 4, stride: 2}}\n")
+    assert "shortcut:" in text and "when:" in text
+    spec = ac.load_spec(str(write_spec(tmp_path, text)))
+    assert tuple(spec.analysis.output_shape) == (16, 8, 8)
