@@ -640,7 +640,8 @@ def test_py_and_safetensors_are_replaced_together(tiny):
     from safetensors import safe_open
 
     with safe_open(str(d / "m.safetensors"), framework="numpy") as f:
-        assert f.metadata() == {"spec": "t", "format": "archc"}
+        # one metadata key: safetensors writes several in hash-map order (not reproducible)
+        assert json.loads(f.metadata()["archc"]) == {"spec": "t", "format": "archc"}
         assert set(f.keys()) == set(state)
         np.testing.assert_array_equal(f.get_tensor("c1.conv.weight"), state["c1.conv.weight"])
 

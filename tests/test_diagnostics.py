@@ -436,8 +436,8 @@ classes: [10]
     assert errs == [
         (*at(s, "kernel"), "network[0].op.kernel: expected an integer, a $parameter expression or a list of 2 integers, "
                            "got the list [3, 3, 3]"),
-        (*at(s, "sme"), "network[0].op.padding: expected 'same' or 'valid', an integer or a "
-                        "list of 2 integers, got the string 'sme'; did you mean 'same'?"),
+        (*at(s, "sme"), "network[0].op.padding: expected 'same' or 'valid', an integer, a "
+                        "$parameter expression or a list, got the string 'sme'; did you mean 'same'?"),
         (*at(s, "classes"), "classes: expected an integer, got the list [10]"),
     ]
 
