@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import networkx as nx
+if TYPE_CHECKING:  # networkx is imported where it is used: `archc validate` never needs it
+    import networkx as nx
 
 from ..errors import Location
 
@@ -79,6 +80,8 @@ class Graph:
         return {n.name: n for n in self.nodes}
 
     def to_networkx(self) -> nx.DiGraph:
+        import networkx as nx
+
         g = nx.DiGraph()
         g.add_node(self.input_name, op="input")
         for n in self.nodes:
