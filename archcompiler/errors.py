@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -80,6 +81,35 @@ class SpecError(Exception):
 
 class UsageError(Exception):
     """The command line itself is wrong (exit code 2)."""
+
+
+# the optional extras and the top-level modules each one installs
+EXTRAS = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime")}
+
+
+class MissingExtraError(ImportError):
+    """An optional extra (torch, onnx) is not installed; the message gives the command
+    that installs it. `archc` exits 2 with the same text."""
+
+    def __init__(self, extra: str, module: str, what: str = ""):
+        self.extra = extra
+        need = f"{what} needs" if what else "this needs"
+        super().__init__(f"{need} the '{extra}' extra ({module} is not installed): "
+                         f"pip install 'archcompiler[{extra}]'", name=module)
+
+
+@contextmanager
+def extra_guard(what: str = ""):
+    """Turn a ModuleNotFoundError for an extra's own top-level module (torch, onnx,
+    onnxruntime) into MissingExtraError; any other import error stays what it is."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        for extra, modules in EXTRAS.items():
+            if top in modules:
+                raise MissingExtraError(extra, top, what) from exc
+        raise
 
 
 def sorted_diagnostics(diags: list[Diagnostic]) -> list[Diagnostic]:

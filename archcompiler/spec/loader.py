@@ -44,7 +44,9 @@ def package_specs_dir() -> Path:
 
 
 def find_named_spec(name: str) -> Optional[Path]:
-    """`inception_v4` -> the shipped spec file, or None."""
+    """`inception_v4` (or `archc:inception_v4`) -> the shipped spec file, or None."""
+    if name.startswith("archc:"):
+        name = name[len("archc:"):]
     if not name.replace("_", "").replace("/", "").isalnum():
         return None
     path = package_specs_dir() / f"{name}.yaml"
@@ -240,9 +242,14 @@ def load_spec_file(path, root: Optional[str] = None) -> Spec:
     """Load and resolve one spec file (raises SpecError with all diagnostics)."""
     p = Path(path)
     display = str(path)
-    if not p.exists() and find_named_spec(str(path)):
-        p = find_named_spec(str(path))
-        display = str(path)
+    named = find_named_spec(display) if display.startswith("archc:") or not p.exists() else None
+    if named is not None:
+        p = named
+        if display.startswith("archc:"):
+            display = _display_path(named)
+    elif display.startswith("archc:"):
+        raise SpecError(error(Location(display), f"no shipped spec named {display[6:]!r} "
+                                                 f"(shipped: {', '.join(shipped_spec_names())})"))
     real = Path(os.path.realpath(p))
     loader = _Loader(Path(root) if root else find_root(p))
     spec = _resolve(loader, real, display, (str(real),), ())

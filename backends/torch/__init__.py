@@ -84,7 +84,10 @@ def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Op
     size (the checkpoint's is skipped, with a warning). features: return the 35/17/8-grid
     stage outputs instead of logits. optimize: inference passes (the module is put in
     eval mode). The module is returned in training mode, like any fresh nn.Module."""
-    from .module import ArchcModel
+    from archcompiler.errors import extra_guard
+
+    with extra_guard("the torch backend"):
+        from .module import ArchcModel
 
     graph, shapes = prepare(spec, num_classes, features, aux)
     state, report = resolve_weights(spec, graph, shapes, weights, seed, num_classes)
