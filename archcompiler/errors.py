@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,31 @@ class SpecError(Exception):
     def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
-        self.diagnostics = sorted_diagnostics(diagnostics)
+        self.diagnostics = sorted_diagnostics([_alias_notes(d) for d in diagnostics])
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 
     @property
     def errors(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "error"]
+
+
+# file -> [(start (line, col), end (line, col), alias Locations, anchor name)] for each
+# YAML anchor whose value is used through aliases (filled as files are read: spec/yaml_io)
+ALIAS_SPANS: dict = {}
+
+
+def _alias_notes(d: Diagnostic) -> Diagnostic:
+    """A problem inside an anchored YAML value is also a problem at each alias that uses
+    it: a note names each of those lines."""
+    spans = ALIAS_SPANS.get(d.location.file)
+    if not spans:
+        return d
+    at = (d.location.line, d.location.column)
+    notes = [(use, f"the value of anchor &{name} (line {start[0]}) is used here through "
+                   f"alias *{name}")
+             for start, end, uses, name in spans if start <= at <= end for use in uses]
+    notes = [n for n in notes if n not in d.notes]
+    return replace(d, notes=(*d.notes, *notes)) if notes else d
 
 
 class UsageError(Exception):

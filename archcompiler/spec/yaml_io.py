@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Optional
 
 import yaml
 
-from ..errors import Diagnostic, Location, SpecError, error
+from ..errors import ALIAS_SPANS, Diagnostic, Location, SpecError, error
 from .yaml_values import (  # noqa: F401 - re-exported: the located values and the limits
     MAX_DEPTH, MAX_EVENTS, MAX_FILE_BYTES, MAX_INT, MAX_NODES, LocDict, LocList, LocStr,
     Converter, mark_loc, loc_of, type_name)
@@ -107,10 +108,14 @@ def read_text(path: str, display: str) -> str:
     return text
 
 
-def _yaml_error(display: str, exc: yaml.YAMLError) -> SpecError:
+def _yaml_error(display: str, exc: yaml.YAMLError, text: str = "") -> SpecError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
+    if problem.startswith("expected <block end>") and mark is not None and text:
+        plain = _indentation_error(display, text, mark)
+        if plain is not None:
+            return SpecError(plain)
     msg = f"YAML syntax error: {problem}"
     if context:
         msg += f" ({context})"
@@ -119,12 +124,77 @@ def _yaml_error(display: str, exc: yaml.YAMLError) -> SpecError:
     return SpecError(error(mark_loc(display, mark), msg))
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _indentation_error(display: str, text: str, mark) -> Optional[Diagnostic]:
+    """PyYAML's "expected <block end>, but found ..." in plain words: which line's
+    indentation disagrees with which earlier lines."""
+    lines = text.split("\n")
+    row = mark.line
+    if row >= len(lines):
+        return None
+    here = _indent(lines[row])
+    levels: list[tuple[int, int]] = []  # (line index, indent) of the enclosing lines
+    for i in range(row - 1, -1, -1):
+        stripped = lines[i].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        ind = _indent(lines[i])
+        if not levels or ind < levels[-1][1]:
+            levels.append((i, ind))
+        if ind == 0:
+            break
+    if not levels:
+        return None
+    loc = Location(display, row + 1, here + 1)
+    same = next((i for i, ind in levels if ind == here), None)
+    if same is None:
+        shown = " or ".join(f"line {i + 1} ({ind} space{'s' * (ind != 1)})" for i, ind in levels[:3])
+        msg = (f"inconsistent indentation: line {row + 1} is indented {here} space"
+               f"{'s' * (here != 1)}, which lines up with none of the lines it could belong to: "
+               f"{shown}; indent it like the other keys (or list items) of its mapping (or list)")
+        return Diagnostic(loc, msg, "error", (), ((Location(display, levels[0][0] + 1,
+                                                            levels[0][1] + 1),
+                                                   "the line before it is indented here"),))
+    first = lines[same].strip()
+    this = lines[row].strip()
+    kinds = ("a list item ('- ')" if first.startswith("-") else "a mapping key",
+             "a list item ('- ')" if this.startswith("-") else "a mapping key")
+    msg = (f"inconsistent indentation: line {row + 1} is {kinds[1]} at the same indentation "
+           f"({here} spaces) as line {same + 1}, which is {kinds[0]}; one level holds either "
+           "keys or list items: indent line "
+           f"{row + 1} differently, or make both {'list items' if kinds[0] != kinds[1] else 'alike'}")
+    return Diagnostic(loc, msg, "error", (), ((Location(display, same + 1, here + 1),
+                                               f"line {same + 1} starts that level here"),))
+
+
 def _scan(text: str, display: str, loader_cls) -> None:
     """Pass 1: the (iterative) event parser bounds the size and depth before the
     (recursive) composer runs, and catches multi-document streams with a precise location."""
     depth = events = docs = 0
+    anchors: dict = {}  # name -> [start, end, [alias uses]] of its latest definition
+    spans: list = []
+    open_anchors: list = []  # the anchor (or None) of each open collection
     for event in yaml.parse(text, Loader=loader_cls):
         events += 1
+        anchor = getattr(event, "anchor", None)
+        if isinstance(event, yaml.AliasEvent):
+            if anchor in anchors:
+                anchors[anchor][2].append(mark_loc(display, event.start_mark))
+        elif anchor is not None and isinstance(event, yaml.ScalarEvent):
+            anchors[anchor] = [event.start_mark, event.end_mark, [], anchor]
+            spans.append(anchors[anchor])
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            open_anchors.append(anchor)
+            if anchor is not None:
+                anchors[anchor] = [event.start_mark, None, [], anchor]
+                spans.append(anchors[anchor])
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)) and open_anchors:
+            name = open_anchors.pop()
+            if name is not None and anchors[name][1] is None:
+                anchors[name][1] = event.end_mark
         if events > MAX_EVENTS:
             raise SpecError(
                 error(mark_loc(display, event.start_mark),
@@ -147,6 +217,14 @@ def _scan(text: str, display: str, loader_cls) -> None:
                     error(mark_loc(display, event.start_mark),
                           "more than one YAML document ('---'): a spec file holds exactly one")
                 )
+    ALIAS_SPANS.pop(display, None)
+    used = [(_pos(a), _pos(b), tuple(uses), name) for a, b, uses, name in spans if uses and b]
+    if used:
+        ALIAS_SPANS[display] = used
+
+
+def _pos(mark) -> tuple:
+    return (mark.line + 1, mark.column + 1)
 
 
 def _compose(text: str, loader_cls):
@@ -173,7 +251,7 @@ def parse_yaml(text: str, display: str):
             _scan(text, display, _Loader)
             node = _compose(text, _Loader)
     except yaml.YAMLError as exc:
-        raise _yaml_error(display, exc) from None
+        raise _yaml_error(display, exc, text) from None
     except RecursionError:  # pragma: no cover - the depth limit comes first
         raise SpecError(error(Location(display, 1, 1), f"nesting deeper than {MAX_DEPTH} levels")) from None
     if node is None:
