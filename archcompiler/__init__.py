@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .errors import Diagnostic, Location, SpecError, UsageError
+from .errors import Diagnostic, Location, MissingExtraError, SpecError, UsageError
 from .spec.loader import Spec, load_spec_file
 
-__all__ = ["load_spec", "build", "Spec", "SpecError", "Diagnostic", "Location", "UsageError"]
+__all__ = ["load_spec", "build", "Spec", "SpecError", "Diagnostic", "Location", "UsageError",
+           "MissingExtraError"]
 __version__ = "0.1.0"
 
 

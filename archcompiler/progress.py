@@ -20,6 +20,10 @@ class Progress:
                  interval: float = 0.2, enabled: bool = True):
         self.label = label
         self.stream = stream or sys.stderr
+        try:  # ARCHC_PROGRESS_DELAY: seconds before the line appears (tests set 0)
+            delay = float(os.environ.get("ARCHC_PROGRESS_DELAY", delay))
+        except ValueError:
+            pass
         self.delay, self.interval = delay, interval
         try:
             tty = self.stream.isatty()

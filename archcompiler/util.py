@@ -114,6 +114,12 @@ def check_output(path: str) -> None:
         what = "does not exist" if not os.path.lexists(directory) else "is not a directory"
         raise OutputError(f"{path}: cannot write: directory {os.path.dirname(path) or '.'} {what}")
     if not os.access(directory, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(directory).f_flag & getattr(os, "ST_RDONLY", 1))
+        except OSError:
+            read_only = False
+        if read_only:
+            raise OutputError(f"{path}: cannot write: read-only file system")
         raise OutputError(f"{path}: cannot write: permission denied in directory "
                           f"{os.path.dirname(path) or '.'}")
 
