@@ -51,21 +51,27 @@ def os_reason(exc: BaseException) -> str:
     return text[:1].lower() + text[1:]
 
 
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                 errno.EFBIG, errno.EIO)
+
+
 def _write_error(exc: BaseException, directories: Sequence[str]) -> Optional[OSError]:
     """The OSError behind a failed write: the exception itself, one in its chain, or,
     for writers that wrap the OS error in their own exception (safetensors, torch,
     protobuf), the OS's own message inside it, or a full file system where the
     temporary files are (torch's zip writer only says "unexpected pos"). None when it
     is not an OS write error."""
+    if isinstance(exc, OSError):
+        return exc
     seen = set()
-    e: Optional[BaseException] = exc
-    while e is not None and id(e) not in seen:
+    e: Optional[BaseException] = exc.__cause__ or exc.__context__
+    while e is not None and id(e) not in seen:  # only an OS error that writing can give
         seen.add(id(e))
-        if isinstance(e, OSError) and not isinstance(e, OutputError):
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
             return e
         e = e.__cause__ or e.__context__
     text = str(exc).lower()
-    for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG, errno.EIO):
+    for code in _WRITE_ERRNOS:
         if os.strerror(code).lower() in text:
             return OSError(code, os.strerror(code))
     for directory in directories:
