@@ -198,3 +198,21 @@ def test_debug_after_the_subcommand_shows_the_traceback(tmp_path, monkeypatch):
     assert "Traceback" in r.err and "RuntimeError: planted" in r.err
     r = archc("validate", "archc:inception_v3", cwd=tmp_path)
     assert r.rc == 3 and "Traceback" not in r.err
+
+
+def test_a_file_edited_between_two_loads_in_one_process_is_read_afresh(tmp_path):
+    """Files shared by several specs are parsed once per process, keyed by their text:
+    an edit of the same size and within the same clock tick is still seen."""
+    good = "archc: 1\nname: t\ninput: 3x32x32\nnetwork:\n  - {name: c1, op: conv 3x3 8}\n"
+    bad = good.replace("conv 3x3 8", "conv 3x3 x")
+    assert len(bad) == len(good)
+    write_tree(tmp_path, {"s.yaml": good})
+    assert archc("validate", "s.yaml", cwd=tmp_path).rc == 0
+    mtime = (tmp_path / "s.yaml").stat().st_mtime_ns
+    (tmp_path / "s.yaml").write_text(bad)
+    import os
+
+    os.utime(tmp_path / "s.yaml", ns=(mtime, mtime))
+    r = archc("validate", "s.yaml", cwd=tmp_path)
+    assert r.rc == 1
+    assert r.only_error()["line"] == 5

@@ -23,10 +23,16 @@ from ..errors import Diagnostic, Location, SpecError, error
 from . import model as m
 from .diagnostics import describe, validation_diagnostics
 from .merge import Spec, merge, parse_shape  # noqa: F401 - Spec and parse_shape are re-exported
-from .yaml_io import LocDict, LocList, LocStr, UnreadableFile, read_yaml
+from .yaml_io import LocDict, LocList, LocStr, UnreadableFile, parse_yaml, read_text
 
 ROOT_MARKER = ".archc-root"
 MAX_INCLUDE_DEPTH = 16
+# Files read and validated in this process, by (display name, exact text): a base spec or
+# block library shared by several specs (`archc validate specs/*.yaml`) is parsed once.
+# Keyed by the text itself, so an edited file is always read afresh; the values are
+# immutable (frozen models) or never modified (the located YAML).
+_PARSED: dict = {}
+_PARSED_MAX = 256
 
 
 def package_specs_dir() -> Path:
@@ -132,7 +138,12 @@ class _Loader:
             return self.cache[key]
         self.cache[key] = None
         try:
-            raw = read_yaml(str(real), display)
+            text = read_text(str(real), display)
+            parsed = _PARSED.get((display, text))
+            if parsed is not None:  # the same file, same text, read for an earlier spec
+                self.cache[key] = (parsed[0], display, parsed[1])
+                return self.cache[key]
+            raw = parse_yaml(text, display)
         except UnreadableFile as exc:
             if site is None:
                 self.diags.extend(exc.diagnostics)
@@ -154,6 +165,9 @@ class _Loader:
             self.diags.extend(validation_diagnostics(exc, raw, display))
             return None
         self.cache[key] = (spec_file, display, raw)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[(display, text)] = (spec_file, raw)
         return self.cache[key]
 
     def collect_blocks(self, real: Path, display: str, stack: tuple, via: tuple,
