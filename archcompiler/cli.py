@@ -90,7 +90,7 @@ def _emit(diags: list[Diagnostic], fmt: str) -> None:
 def _check_path(spec: str) -> None:
     """A top-level path must be a readable regular file (or a shipped spec's name):
     anything else is a usage error (exit 2), found before any spec is read."""
-    from .spec.loader import find_named_spec
+    from .spec.shipped import find_named_spec
 
     if spec.startswith("archc:"):
         if find_named_spec(spec) is None:
@@ -166,7 +166,7 @@ def cmd_schema(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .spec.loader import package_specs_dir, shipped_spec_names
+    from .spec.shipped import package_specs_dir, shipped_spec_names
 
     print(f"shipped specs ({package_specs_dir()}):")
     for name in shipped_spec_names():

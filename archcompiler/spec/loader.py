@@ -23,9 +23,9 @@ from ..errors import Diagnostic, Location, SpecError, error
 from . import model as m
 from .diagnostics import describe, validation_diagnostics
 from .merge import Spec, merge, parse_shape  # noqa: F401 - Spec and parse_shape are re-exported
+from .shipped import ROOT_MARKER, find_named_spec, package_specs_dir, shipped_spec_names  # noqa: F401
 from .yaml_io import LocDict, LocList, LocStr, UnreadableFile, parse_yaml, read_text
 
-ROOT_MARKER = ".archc-root"
 MAX_INCLUDE_DEPTH = 16
 # Files read and validated in this process, by (display name, exact text): a base spec or
 # block library shared by several specs (`archc validate specs/*.yaml`) is parsed once.
@@ -33,37 +33,6 @@ MAX_INCLUDE_DEPTH = 16
 # immutable (frozen models) or never modified (the located YAML).
 _PARSED: dict = {}
 _PARSED_MAX = 256
-
-
-def package_specs_dir() -> Path:
-    """Where the shipped specs live (a source checkout or an installed package)."""
-    here = Path(__file__).resolve().parent.parent  # archcompiler/
-    for cand in (here.parent / "specs", here / "specs"):
-        if (cand / ROOT_MARKER).is_file():
-            return cand
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("archcompiler.specs")))
-    except (ImportError, ModuleNotFoundError, TypeError):  # pragma: no cover
-        return here / "specs"
-
-
-def find_named_spec(name: str) -> Optional[Path]:
-    """`inception_v4` (or `archc:inception_v4`) -> the shipped spec file, or None."""
-    if name.startswith("archc:"):
-        name = name[len("archc:"):]
-    if not name.replace("_", "").replace("/", "").isalnum():
-        return None
-    path = package_specs_dir() / f"{name}.yaml"
-    return path if path.is_file() else None
-
-
-def shipped_spec_names() -> list[str]:
-    base = package_specs_dir()
-    names = sorted(p.stem for p in base.glob("*.yaml"))
-    names += sorted(f"variants/{p.stem}" for p in (base / "variants").glob("*.yaml"))
-    return names
 
 
 def find_root(spec_path: Path) -> Path:
