@@ -7,13 +7,26 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from .errors import Diagnostic, Location, SpecError, UsageError
-from .spec.loader import Spec, load_spec_file
+from .errors import Diagnostic, Location, MissingExtraError, SpecError, UsageError
 
-__all__ = ["load_spec", "build", "Spec", "SpecError", "Diagnostic", "Location", "UsageError"]
+if TYPE_CHECKING:
+    from .spec.loader import Spec
+
+__all__ = ["load_spec", "build", "Spec", "SpecError", "Diagnostic", "Location", "UsageError",
+           "MissingExtraError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # `Spec` (and with it pydantic and the spec model) is imported on first use: the CLI
+    # imports this package, and `archc list` / `--help` / usage errors never need it.
+    if name == "Spec":
+        from .spec.loader import Spec
+
+        return Spec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_spec(path, *, root: Optional[str] = None, input_size: Optional[tuple] = None) -> Spec:
@@ -22,6 +35,7 @@ def load_spec(path, *, root: Optional[str] = None, input_size: Optional[tuple] =
     Returns the resolved `Spec`, with its analysis (shapes, layer count, parameters, MACs)
     at `spec.analysis`. Raises `SpecError` carrying every diagnostic."""
     from .analysis import analyze
+    from .spec.loader import Spec, load_spec_file
 
     spec = path if isinstance(path, Spec) else load_spec_file(path, root=root)
     spec.analysis = analyze(spec, input_size)
@@ -31,6 +45,8 @@ def load_spec(path, *, root: Optional[str] = None, input_size: Optional[tuple] =
 def build(spec_or_path, backend: str = "torch", **options):
     """Compile a spec into a runnable model: `backend="torch"` gives an nn.Module,
     `backend="onnx"` an onnx.ModelProto. See the backend's `build` for options."""
+    from .spec.loader import Spec
+
     spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path)
     if backend == "torch":
         from .backends.torch import build as build_torch

@@ -26,9 +26,14 @@ def _stage_notes(spec: Spec, graph: Graph, node) -> tuple:
     st = next((s for s in graph.stages if s.name == node.stage), None)
     if st is None or st.loc is None or st.loc == node.loc:
         return ()
-    block = next((x.block for x in spec.network if x.stage_name == node.stage and x.block), None)
+    stage = next((x for x in spec.network if x.stage_name == node.stage and x.block), None)
+    block = stage.block if stage else None
     what = f"block {block!r} in stage {node.stage!r}" if block else f"stage {node.stage!r}"
-    return ((st.loc, f"{what} ({node.name}), instantiated here"),)
+    notes = ((st.loc, f"{what} ({node.name}), instantiated here"),)
+    if node.op == "scale_add" and stage is not None and stage.with_:  # widths come from `with:`
+        notes += ((stage.key_loc("with"), f"the block's widths come from these 'with:' values "
+                   f"({', '.join(stage.with_)}): the fix is usually here"),)
+    return notes
 
 
 @dataclass(frozen=True)

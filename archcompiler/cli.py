@@ -1,8 +1,9 @@
 """`archc`: validate specs, print the schema, build models.
 
 Exit codes: 0 ok; 1 a spec (or a file it references) is wrong; 2 usage error (bad option,
-missing or unreadable top-level path); 3 internal error (a bug: the traceback only with
---debug). Diagnostics go to stderr as `path:line:col: error: message`.
+missing or unreadable top-level path, an output that cannot be written, a missing extra);
+3 internal error (a bug: the traceback only with --debug). Diagnostics go to stderr as
+`path:line:col: error: message`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import traceback
 from typing import Optional
 
-from .errors import Diagnostic, SpecError, UsageError
+from .errors import Diagnostic, MissingExtraError, SpecError, UsageError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -41,20 +42,27 @@ def _size(text: str) -> tuple[int, int]:
 def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="archc", description="Compile neural-network architectures written as YAML.")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    # --debug is accepted after the subcommand too (SUPPRESS: absent there, the top-level
+    # value stands)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of internal errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    v = sub.add_parser("validate", help="check specs against the paper's numbers and their own promises")
-    v.add_argument("specs", nargs="+", metavar="SPEC", help="spec files, or shipped spec names")
+    v = sub.add_parser("validate", parents=[common],
+                       help="check specs against the paper's numbers and their own promises")
+    v.add_argument("specs", nargs="+", metavar="SPEC",
+                   help="spec files, or shipped spec names (inception_v4 or archc:inception_v4)")
     v.add_argument("--json", action="store_true", help="a JSON array on stdout, one object per spec")
     v.add_argument("--input-size", type=_size, metavar="HxW", help="try another input size")
     v.add_argument("--error-format", choices=["text", "github"], default="text",
                    help="github: GitHub Actions annotations")
     v.add_argument("--root", help="spec root (default: nearest directory with a .archc-root file)")
 
-    s = sub.add_parser("schema", help="print the JSON Schema of spec files")
+    s = sub.add_parser("schema", parents=[common], help="print the JSON Schema of spec files")
     s.add_argument("-o", "--output", help="write to a file instead of stdout")
 
-    b = sub.add_parser("build", help="compile a spec to a PyTorch module or an ONNX graph")
+    b = sub.add_parser("build", parents=[common], help="compile a spec to a PyTorch module or an ONNX graph")
     b.add_argument("spec", metavar="SPEC")
     b.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     b.add_argument("-o", "--output", help="output file (default: <spec name>.py / .pt2 / .onnx)")
@@ -70,7 +78,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--error-format", choices=["text", "github"], default="text")
     b.add_argument("--root", help="spec root")
 
-    sub.add_parser("list", help="list the shipped specs")
+    sub.add_parser("list", parents=[common], help="list the shipped specs")
     return p
 
 
@@ -82,8 +90,13 @@ def _emit(diags: list[Diagnostic], fmt: str) -> None:
 def _check_path(spec: str) -> None:
     """A top-level path must be a readable regular file (or a shipped spec's name):
     anything else is a usage error (exit 2), found before any spec is read."""
-    from .spec.loader import find_named_spec
+    from .spec.shipped import find_named_spec
 
+    if spec.startswith("archc:"):
+        if find_named_spec(spec) is None:
+            raise UsageError(f"{spec}: no shipped spec named {spec[len('archc:'):]!r} "
+                             "(see 'archc list')")
+        return
     try:
         st = os.stat(spec)
     except (OSError, ValueError):
@@ -153,7 +166,7 @@ def cmd_schema(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .spec.loader import package_specs_dir, shipped_spec_names
+    from .spec.shipped import package_specs_dir, shipped_spec_names
 
     print(f"shipped specs ({package_specs_dir()}):")
     for name in shipped_spec_names():
@@ -222,10 +235,20 @@ def _plan_outputs(spec, args) -> list[str]:
             check_output(path)
         except OutputError as exc:
             raise UsageError(str(exc)) from None
-        for inp in inputs:
-            if os.path.exists(inp) and os.path.exists(path) and os.path.samefile(inp, path):
+        for inp in inputs:  # an output that is a symlink is replaced, not written through
+            if os.path.lexists(path) and _same_entry(inp, path):
                 raise UsageError(f"-o {out}: the build would overwrite its own input {inp}")
     return outputs
+
+
+def _same_entry(inp: str, out: str) -> bool:
+    """Whether replacing directory entry `out` would replace the file `inp` reads (an
+    input given through a symlink reads the link's target)."""
+    try:
+        return os.path.samestat(os.stat(inp), os.lstat(out)) or os.path.samestat(
+            os.lstat(inp), os.lstat(out))
+    except (OSError, ValueError):
+        return False
 
 
 class Terminated(KeyboardInterrupt):
@@ -271,12 +294,20 @@ def cmd_build(args) -> int:
     if threading.current_thread() is threading.main_thread():
         old_term = signal.signal(signal.SIGTERM, _on_sigterm)
         restore = True
+    from .progress import Progress
+
+    what = f"--backend {args.backend}" + (f" --format {args.format}" if args.backend == "torch" else "")
+    if args.weights is not None:
+        what += f", weights {args.weights}"
+    show = args.error_format == "text"
     try:
-        written = cli_build(spec, args)
+        with Progress(f"building {spec.name} ({what})", enabled=show):
+            written = cli_build(spec, args)
     except SpecError as exc:
         _emit(exc.diagnostics, args.error_format)
         return EXIT_SPEC
     except OutputError as exc:
+        _WRITE_FAILED.append(exc)
         raise UsageError(str(exc)) from None
     finally:
         if restore:
@@ -292,7 +323,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     handlers = {"validate": cmd_validate, "schema": cmd_schema, "build": cmd_build, "list": cmd_list}
     try:
         return handlers[args.command](args)
-    except UsageError as exc:
+    except (UsageError, MissingExtraError) as exc:
         print(f"archc: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SpecError as exc:
@@ -313,8 +344,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_INTERNAL
 
 
+_WRITE_FAILED: list = []
+
+
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    if _WRITE_FAILED:
+        # A writer that failed (a full disk) may still be referenced, and torch's zip writer
+        # aborts the process when destroyed at exit: leave without running destructors.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

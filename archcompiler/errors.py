@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class SpecError(Exception):
     def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
-        self.diagnostics = sorted_diagnostics(diagnostics)
+        self.diagnostics = sorted_diagnostics([_alias_notes(d) for d in diagnostics])
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 
     @property
@@ -78,8 +79,56 @@ class SpecError(Exception):
         return [d for d in self.diagnostics if d.severity == "error"]
 
 
+# file -> [(start (line, col), end (line, col), alias Locations, anchor name)] for each
+# YAML anchor whose value is used through aliases (filled as files are read: spec/yaml_io)
+ALIAS_SPANS: dict = {}
+
+
+def _alias_notes(d: Diagnostic) -> Diagnostic:
+    """A problem inside an anchored YAML value is also a problem at each alias that uses
+    it: a note names each of those lines."""
+    spans = ALIAS_SPANS.get(d.location.file)
+    if not spans:
+        return d
+    at = (d.location.line, d.location.column)
+    notes = [(use, f"the value of anchor &{name} (line {start[0]}) is used here through "
+                   f"alias *{name}")
+             for start, end, uses, name in spans if start <= at <= end for use in uses]
+    notes = [n for n in notes if n not in d.notes]
+    return replace(d, notes=(*d.notes, *notes)) if notes else d
+
+
 class UsageError(Exception):
     """The command line itself is wrong (exit code 2)."""
+
+
+# the optional extras and the top-level modules each one installs
+EXTRAS = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime")}
+
+
+class MissingExtraError(ImportError):
+    """An optional extra (torch, onnx) is not installed; the message gives the command
+    that installs it. `archc` exits 2 with the same text."""
+
+    def __init__(self, extra: str, module: str, what: str = ""):
+        self.extra = extra
+        need = f"{what} needs" if what else "this needs"
+        super().__init__(f"{need} the '{extra}' extra ({module} is not installed): "
+                         f"pip install 'archcompiler[{extra}]'", name=module)
+
+
+@contextmanager
+def extra_guard(what: str = ""):
+    """Turn a ModuleNotFoundError for an extra's own top-level module (torch, onnx,
+    onnxruntime) into MissingExtraError; any other import error stays what it is."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        for extra, modules in EXTRAS.items():
+            if top in modules:
+                raise MissingExtraError(extra, top, what) from exc
+        raise
 
 
 def sorted_diagnostics(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -204,7 +204,10 @@ def _doc(node: Node, spec: Optional[Spec] = None) -> str:
 # --- build --------------------------------------------------------------------------------
 
 def _opset(opset: Optional[int]) -> int:
-    import onnx
+    from archcompiler.errors import extra_guard
+
+    with extra_guard("the onnx backend"):
+        import onnx
 
     opset = DEFAULT_OPSET if opset is None else int(opset)
     newest = onnx.defs.onnx_opset_version()

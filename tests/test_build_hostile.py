@@ -616,7 +616,7 @@ def test_failure_while_writing_leaves_no_partial_file(tiny, monkeypatch, target,
 
     monkeypatch.setattr(writer, disk_full)
     r = build_fails(d, ["s.yaml", *target], 2, keep_existing=outputs)
-    assert r.err.strip().endswith(": cannot write: No space left on device")
+    assert r.err.strip().endswith(": cannot write: no space left on device")
 
 
 # --- both files or neither --------------------------------------------------------------------
@@ -662,7 +662,7 @@ def test_rename_failure_rolls_back_the_group(tmp_path, monkeypatch):
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", flaky)
-    with pytest.raises(OutputError, match="cannot write: Input/output error"):
+    with pytest.raises(OutputError, match="cannot write: input/output error"):
         with atomic_outputs([str(a), str(b)], [".py", ".safetensors"]) as (ta, tb):
             Path(ta).write_text("new py")
             Path(tb).write_text("new weights")
@@ -808,13 +808,15 @@ def test_successful_build_writes_exactly_its_outputs(tiny, target, outputs):
         assert os.stat(d / name).st_size > 0
 
 
-def test_output_through_a_symlink_replaces_the_target(tiny):
+def test_output_through_a_symlink_replaces_the_link(tiny):
+    """-o LINK replaces the link itself, as mv does; the file it pointed to is kept."""
     d, _ = tiny
     (d / "real.py").write_text("old")
     (d / "link.py").symlink_to("real.py")
     r = archc("build", "s.yaml", "-o", "link.py", cwd=d)
     assert r.rc == 0, r.err
-    assert os.path.islink(d / "link.py") and "class" in (d / "real.py").read_text()
+    assert not os.path.islink(d / "link.py") and "class" in (d / "link.py").read_text()
+    assert (d / "real.py").read_text() == "old"
     assert temp_files(d) == []
 
 

@@ -189,7 +189,8 @@ network:
     r = tree({"s.yaml": s})
     e = one(r)
     assert (e["line"], e["col"]) == at(s, "conv 1x1 $(2*j)")
-    assert e["msg"] == "stage b: conv out: unknown parameter 'j'"
+    assert e["msg"] == ("stage b: conv out: unknown parameter 'j' "
+                        "(parameters in scope: classes, k)")
     note = [d for d in r.diags if d["sev"] == "note"][0]
     assert (note["line"], note["col"]) == at(s, "block: b,")
     assert note["msg"] == "in block 'b', used here"

@@ -139,7 +139,7 @@ CASES = [
     # --- graph semantics -------------------------------------------------------------------
     ("self-reference", block_spec("{seq: [conv 1x1 4, {block: b}]}"), 1, 5, "block: b}",
      "stage b: block cycle: b -> b (a block cannot contain itself)"),
-    ("undefined-param", net("conv 3x3 $width"), 1, 5, 20, "stage c1: conv out: unknown parameter 'width'"),
+    ("undefined-param", net("conv 3x3 $width"), 1, 5, 20, "stage c1: conv out: unknown parameter 'width' (parameters in scope: classes)"),
     ("duplicate-stage", M + "  - {name: c1, op: relu}\n", 1, 6, 5,
      "stage c1: duplicate stage name 'c1' (first at line 5): give it a 'name'"),
     ("zero-kernel", net("conv 0x3 8"), 1, 5, 20,

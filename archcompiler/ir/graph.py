@@ -9,9 +9,10 @@ from parameter name to numpy array (see `archcompiler.weights`), never inside no
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
-import networkx as nx
+if TYPE_CHECKING:  # networkx is imported where it is used: `archc validate` never needs it
+    import networkx as nx
 
 from ..errors import Location
 
@@ -126,6 +127,8 @@ class Graph:
         return {n.name: n for n in self.nodes}
 
     def to_networkx(self) -> nx.DiGraph:
+        import networkx as nx
+
         g = nx.DiGraph()
         g.add_node(self.input_name, op="input")
         for n in self.nodes:

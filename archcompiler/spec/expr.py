@@ -61,7 +61,7 @@ class Expr:
             return self.value
         if self.kind == "name":
             if self.value not in env:
-                raise ExprError(f"unknown parameter {self.value!r}")
+                raise ExprError(unknown_name_message(self.value, env))
             return env[self.value]
         if self.kind == "neg":
             return _check(-_number(self.left.evaluate(env)))
@@ -117,6 +117,23 @@ class Expr:
 
     def __str__(self) -> str:
         return self.text
+
+
+def unknown_name_message(name: str, env) -> str:
+    """`unknown parameter 'pool_outs'; did you mean 'pool_out'? (in scope: ...)`"""
+    import difflib
+
+    names = sorted(k for k in env if isinstance(k, str) and not k.startswith("_"))
+    msg = f"unknown parameter {name!r}"
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        msg += f"; did you mean {close[0]!r}?"
+    if names:
+        shown = names if len(names) <= 16 else names[:16] + [f"... {len(names) - 16} more"]
+        msg += f" (parameters in scope: {', '.join(shown)})"
+    else:
+        msg += " (no parameters are in scope here: declare it under 'params')"
+    return msg
 
 
 def _number(v):

@@ -70,7 +70,8 @@ Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
 class Located(BaseModel):
     """Base: strict, no unknown fields, remembers where in which file it was written."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True,
+                              defer_build=True)
     _loc: Optional[Location] = PrivateAttr(default=None)
     _key_locs: dict = PrivateAttr(default_factory=dict)
 

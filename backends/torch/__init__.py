@@ -102,7 +102,10 @@ def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Op
     networks); out_indices: those entries of that list instead (negative from the end).
     optimize: inference passes (the module is put in
     eval mode). The module is returned in training mode, like any fresh nn.Module."""
-    from .module import ArchcModel
+    from archcompiler.errors import extra_guard
+
+    with extra_guard("the torch backend"):
+        from .module import ArchcModel
 
     if out_indices is not None and not features:
         raise ValueError(f"{spec.name}: out_indices selects feature maps: use it with features=True")
