@@ -43,7 +43,7 @@ network:
     e = r.only_error()
     assert (e["line"], e["col"]) == at(s, "conv 1x1 $pool_outs")
     assert e["msg"] == ("stage b: conv out: unknown parameter 'pool_outs'; did you mean "
-                        "'pool_out'? (parameters in scope: classes, pool_out, width)")
+                        "'pool_out'? (parameters in scope: classes, in, pool_out, width)")
 
 
 def test_parameter_with_nothing_close_lists_the_scope_only(tree):
@@ -77,7 +77,7 @@ network:
     assert r.rc == 1
     e = r.only_error()
     assert (e["file"], e["line"]) == ("lib.yaml", line_of(lib, "project:"))
-    assert "make the projection output 16 channels" in e["msg"]
+    assert "make the branch's last op (or its projection) output 16 channels" in e["msg"]
     ns = notes(r)
     assert [(n["file"], n["line"]) for n in ns][:2] == [("s.yaml", line_of(s, "{block: res")),
                                                      ("s.yaml", line_of(s, "{block: res"))]

@@ -190,7 +190,7 @@ network:
     e = one(r)
     assert (e["line"], e["col"]) == at(s, "conv 1x1 $(2*j)")
     assert e["msg"] == ("stage b: conv out: unknown parameter 'j' "
-                        "(parameters in scope: classes, k)")
+                        "(parameters in scope: classes, in, k)")
     note = [d for d in r.diags if d["sev"] == "note"][0]
     assert (note["line"], note["col"]) == at(s, "block: b,")
     assert note["msg"] == "in block 'b', used here"
