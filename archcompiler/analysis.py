@@ -68,7 +68,7 @@ class Analysis:
     @property
     def square_sizes(self) -> SizeRule:
         hs, ws = self.sizes
-        return SizeRule(tuple(n for n in hs.sizes if ws.contains(n)))
+        return hs.intersect(ws)
 
     @property
     def layers(self) -> int:
@@ -127,7 +127,7 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
                                                   f"the limit {MAX_INPUT_SIZE}"))
     shapes, problems = infer_shapes(graph, input_shape, recover=True)
     sizes = accepted_sizes(graph)
-    square = SizeRule(tuple(n for n in sizes[0].sizes if sizes[1].contains(n)))
+    square = sizes[0].intersect(sizes[1])
     min_in = square.min
     if not problems and not (sizes[0].contains(input_shape[1]) and sizes[1].contains(input_shape[2])):
         diags.append(spec.diag(spec.input_loc, unsupported_size_message(spec.name, input_shape, sizes)))

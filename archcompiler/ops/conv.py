@@ -203,11 +203,13 @@ class Conv2d(IROp):
 
 
 def _window_rule(attrs, ins, ceil: bool):
-    """Vectorised output sizes of a sliding window (see IROp.spatial_rule)."""
+    """Vectorised output sizes of a sliding window (see IROp.spatial_rule). An axis the
+    window keeps as it is (stride 1, padding (k-1)/2) returns its input array itself."""
     h, w = ins[0]
     (kh, kw), (sh, sw), (ph, pw) = attrs["kernel"], attrs["stride"], attrs["padding"]
-    ho, wo = window_extent(h, kh, sh, ph, ceil=ceil), window_extent(w, kw, sw, pw, ceil=ceil)
-    return ho, wo, (ho >= 1) & (wo >= 1)
+    ho = h if sh == 1 and 2 * ph == kh - 1 else window_extent(h, kh, sh, ph, ceil=ceil)
+    wo = w if sw == 1 and 2 * pw == kw - 1 else window_extent(w, kw, sw, pw, ceil=ceil)
+    return ho, wo, True  # _run drops sizes where an output falls below 1
 
 
 SPEC_OPS = (Conv(),)

@@ -30,8 +30,11 @@ class Concat(IROp):
     def spatial_rule(self, attrs, ins):
         h, w = ins[0]
         ok = True
-        for h2, w2 in ins[1:]:
-            ok = ok & (h2 == h) & (w2 == w)
+        for h2, w2 in ins[1:]:  # the same arrays (branches that keep the size): equal
+            if h2 is not h:
+                ok = ok & (h2 == h)
+            if w2 is not w:
+                ok = ok & (w2 == w)
         return h, w, ok
 
     def param_bound(self, attrs, in_channels):
@@ -69,7 +72,12 @@ class ScaleAdd(IROp):
 
     def spatial_rule(self, attrs, ins):
         (h, w), (h2, w2) = ins
-        return h, w, (h == h2) & (w == w2)
+        ok = True
+        if h2 is not h:
+            ok = ok & (h == h2)
+        if w2 is not w:
+            ok = ok & (w == w2)
+        return h, w, ok
 
     def torch_emit(self, graph, torch, node, args):
         x, r = args  # timm's order of operations: conv2d(out) * scale + x

@@ -11,6 +11,7 @@ only some sizes; a flatten before a linear layer fixes the map size there.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -31,11 +32,15 @@ class SizeRule:
     def min(self):
         return self.sizes[0] if self.sizes else None
 
-    def contains(self, n: int) -> bool:
-        from bisect import bisect_left
+    @cached_property
+    def _members(self) -> frozenset:
+        return frozenset(self.sizes)
 
-        i = bisect_left(self.sizes, n)
-        return i < len(self.sizes) and self.sizes[i] == n if n <= MAX_SEARCH_SIZE else self._beyond(n)
+    def contains(self, n: int) -> bool:
+        return n in self._members if n <= MAX_SEARCH_SIZE else self._beyond(n)
+
+    def intersect(self, other: "SizeRule") -> "SizeRule":
+        return SizeRule(tuple(sorted(self._members & other._members)))
 
     def _beyond(self, n: int) -> bool:
         kind = self.kind()
@@ -126,13 +131,22 @@ def _run(graph: Graph, hs: np.ndarray, ws: np.ndarray, ref: dict | None = None, 
     for node in graph.nodes:
         ins = [hw[i] for i in node.inputs]
         h, w, accepted = OPS[node.op].spatial_rule(node.attrs, ins)
-        h, w = np.broadcast_to(h, hs.shape), np.broadcast_to(w, hs.shape)
-        ok = ok & accepted & (h >= 1) & (w >= 1)
+        if accepted is not True:
+            ok &= accepted
+        # most ops keep the map size and hand back their input's arrays: no work then
+        if h is not ins[0][0]:
+            h = np.broadcast_to(h, hs.shape)
+            ok &= h >= 1
+            h = np.maximum(h, 1)
+        if w is not ins[0][1]:
+            w = np.broadcast_to(w, hs.shape)
+            ok &= w >= 1
+            w = np.maximum(w, 1)
         if node.op == "flatten":
             flat[node.name] = ins[0]
             if ref is not None:
-                ok = ok & (ins[0][0] == ref[node.name][0]) & (ins[0][1] == ref[node.name][1])
-        hw[node.name] = (np.maximum(h, 1), np.maximum(w, 1))
+                ok &= (ins[0][0] == ref[node.name][0]) & (ins[0][1] == ref[node.name][1])
+        hw[node.name] = (h, w)
     return (ok, flat, hw) if keep else (ok, flat)
 
 

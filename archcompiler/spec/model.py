@@ -377,9 +377,8 @@ class SpecFile(Located):
         return v
 
 
-for _m in (ConcatItem, SeqItem, ResidualBody, ResidualItem, BlockRef, BlockDef, Stage, AuxHead,
-           SpecFile):
-    _m.model_rebuild()
+# forward references ("Item", "Branch") resolve when a model is first used (defer_build):
+# rebuilding them all here would build every schema at import, for every `archc` call
 
 
 def all_field_names() -> set[str]:

@@ -119,7 +119,7 @@ def build(spec: Spec, weights: WeightsArg = None, seed: int = 0, num_classes: Op
         graph, state = optimize_for_inference(graph, state, shapes)
         shapes, _ = infer_shapes(graph)
     classes = num_classes if num_classes is not None else spec.classes
-    square = [n for n in sizes[0].sizes if sizes[1].contains(n)]
+    square = sizes[0].intersect(sizes[1]).sizes
     model = ArchcModel(graph, shapes, pretrained_cfg(spec, classes), square[0] if square else None,
                        sizes, features=features, layout=layout)
     load_numpy_state(model, state)
