@@ -11,6 +11,8 @@ Prints images/s and the ratio ours/timm. No assertions: numbers are for reading.
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import statistics
 import time
 
@@ -87,8 +89,9 @@ def main():
     modes = args.modes or (["eager", "compile"] if gpu else ["eager"])
     iters = args.iters or (20 if gpu else 5)
     where = torch.cuda.get_device_name(device) if gpu else f"CPU, {args.threads} threads"
-    print(f"# {where}; torch {torch.__version__}; batch {batch}; 3x299x299; channels_last; "
-          f"median of {iters} interleaved runs")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M %Z')}; {where}; torch {torch.__version__}; batch "
+          f"{batch}; 3x299x299; channels_last; median of {iters} interleaved runs; load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"{'model':<22} {'dtype':<5} {'mode':<15} {'variant':<10} {'images/s':>10} {'vs timm':>8}")
     for name in args.specs:
         spec = ac.load_spec(name)
@@ -98,7 +101,10 @@ def main():
         for dtype in dtypes:
             for mode in modes:
                 torch._dynamo.reset()
+                # the control: a second copy of timm's model, measured like the others;
+                # its ratio to timm is the noise every other ratio carries
                 variants = {"timm": make_variant(ref, device, dtype, mode),
+                            "control": make_variant(copy.deepcopy(ref), device, dtype, mode),
                             "ours": make_variant(ours, device, dtype, mode)}
                 if opt is not None:
                     variants["ours-opt"] = make_variant(opt, device, dtype, mode)
@@ -109,6 +115,7 @@ def main():
                 for k, t in med.items():
                     print(f"{name:<22} {dtype:<5} {mode:<15} {k:<10} {batch / t:>10.2f} "
                           f"{med['timm'] / t:>7.3f}x")
+                print(f"# load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":
