@@ -166,6 +166,13 @@ class _Lowering(LoweringTools):
             r = self.seq(body.seq, path, x, env)
         if body.project is not None:
             r = self.item(body.project, f"{path}.project", r, env)
+        if body.add_when is not None:
+            on = self.value(body.add_when, env, body.key_loc("add_when"), "residual add_when", bool)
+            if on is None:
+                return None
+            if not on:  # the body alone, then the activation
+                act = self.value(body.act, env, body.key_loc("act"), "residual act", str)
+                return emit_act(self, act, f"{path}.act", r, body.key_loc("act"), "residual act")
         shortcut = x
         if body.shortcut is not None:
             shortcut = self.branch(body.shortcut, f"{path}.shortcut", x, env)

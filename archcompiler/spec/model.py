@@ -87,6 +87,9 @@ class ResidualBody(Located):
                           "ResNet's strided 1x1 conv + BN; a mapping may carry `when`")
     scale: NumP = 1.0
     act: ActP = "relu"
+    add_when: Optional[BoolP] = Field(
+        None, description="$condition: where false, no shortcut and no add: the body alone "
+                          "(MobileNet's use_res_connect: $(stride == 1 and in == out))")
 
     @model_validator(mode="after")
     def _one_body(self):
