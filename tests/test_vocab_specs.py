@@ -149,3 +149,38 @@ def test_onnx_logits_equal_the_reference(name, case):
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     (got,) = sess.run(None, {"input": x.numpy()})
     assert _close(want, got, f"{name} onnxruntime") <= 1e-4
+
+
+@pytest.mark.parametrize("variant,base,modules", [
+    ("variants/se_inception_v4", "inception_v4", [(384, 4), (1024, 7), (1536, 3)]),
+    ("variants/se_inception_resnet_v2", "inception_resnet_v2", [(320, 10), (1088, 20), (2080, 10)]),
+])
+def test_se_inception_parameter_increase(variant, base, modules):
+    """No reference: the increase is the SE gates' Σ(2·C·r + r + C), r = C // 16, over the
+    gated modules, and every multiply gates one of them (its C from the graph)."""
+    a, b = spec(variant).analysis, spec(base).analysis
+    want = sum(n * (2 * c * (c // 16) + c // 16 + c) for c, n in modules)
+    assert a.params - b.params == want
+    gated = sorted(a.shapes[n.name][0] for n in a.graph.nodes if n.op == "mul")
+    assert gated == sorted(c for c, n in modules for _ in range(n))
+    assert a.layers == b.layers
+
+
+def test_efficientnet_drop_path_rates_equal_torchvision():
+    ref = CASES["efficientnet_b0"][0]()
+    want = [m.p for m in ref.modules() if type(m).__name__ == "StochasticDepth"]
+    sp = spec("efficientnet_b0")
+    got = {n.name.rsplit(".", 1)[0]: n.attrs["p"] for n in sp.analysis.graph.nodes if n.op == "drop_path"}
+    # torchvision keeps a (dead) StochasticDepth in blocks without the add; we drop it there
+    blocks = [n.name.rsplit(".", 2)[0] for n in sp.analysis.graph.nodes if n.name.endswith("project.conv")]
+    assert len(blocks) == len(want) == 16
+    for blk, p in zip(blocks, want):
+        if blk in {k.rsplit(".", 1)[0] for k in got}:
+            assert got[next(k for k in got if k.startswith(blk + "."))] == pytest.approx(p)
+
+
+def test_convnext_drop_path_rates_equal_torchvision():
+    ref = CASES["convnext_tiny"][0]()
+    want = [m.p for m in ref.modules() if type(m).__name__ == "StochasticDepth"]
+    got = [n.attrs["p"] for n in spec("convnext_tiny").analysis.graph.nodes if n.op == "drop_path"]
+    assert got == pytest.approx(want)
