@@ -56,8 +56,8 @@ class ConvDefaults(Located):
 class Conv(SpecOp):
     name = "conv"
     doc = "convolution, then (by default) its batch norm and ReLU: the figures' \"Conv\""
-    form = ("conv KxK[/S] OUT [same|valid|tf_same|pad=P] [dw|groups=G] [dilation=D] [act=ACT] "
-            "[linear|bias|nobias|nobn|noact]")
+    form = ("conv KxK[/S] OUT [same|valid|tf_same|pad=P|pad=PHxPW] [dw|groups=G] [dilation=D] "
+            "[act=ACT] [linear|bias|nobias|nobn|noact]")
     example = "conv 3x3/2 32 valid"
     model = ConvItem
     defaults_model = ConvDefaults
@@ -253,8 +253,9 @@ class Conv2d(IROp):
             t, b, l, r = conv_pads(attrs, h, w)
             eh, ew = _span(attrs)
             k = kxk(attrs["kernel"]) + (f" (dilated to {eh}x{ew})" if (eh, ew) != tuple(attrs["kernel"]) else "")
-            raise ShapeError(f"conv {self.describe(attrs)}: its {h}x{w} input ({h + t + b}x{w + l + r} "
-                             f"padded) is smaller than the {k} window, the map would vanish")
+            padded = f" ({h + t + b}x{w + l + r} padded)" if t + b + l + r else ""
+            raise ShapeError(f"conv {self.describe(attrs)}: its {h}x{w} input{padded} is smaller than "
+                             f"the {k} window, the map would vanish: the network input is too small")
         return (attrs["out_channels"], ho, wo)
 
     def spatial_rule(self, attrs, ins):
