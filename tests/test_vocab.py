@@ -278,3 +278,33 @@ def test_optimize_folds_bn_into_grouped_and_keeps_different_siblings(tmp_path):
     # activations stay apart); the depthwise, grouped and dilated ones stay apart
     assert sorted((m.groups, m.dilation[0], m.out_channels) for m in convs) == [
         (1, 1, 16), (1, 2, 8), (2, 1, 8), (8, 1, 8)]
+
+
+ALL_OPS = ("[conv 3x3 16 groups=4 act=relu6, conv 3x3/2 16 tf_same dw act=leaky_relu=0.1, "
+           "{op: conv, kernel: 3, out: 16, padding: [0, 2, 1, 1], act: hardswish}, "
+           "{op: conv, kernel: 3, out: 16, dilation: 2, act: gelu_tanh, norm: groupnorm, norm_groups: 4}, "
+           "gelu, silu, hardsigmoid, tanh, identity, leaky_relu, "
+           "{add: [[], [conv 1x1 16]]}, {multiply: [[], [global_avgpool keepdim, conv 1x1 4 bias nobn, "
+           "conv 1x1 16 bias nobn act=sigmoid]]}, layernorm, groupnorm 2, "
+           "{residual: {seq: [conv 3x3 16, layer_scale 0.1, drop_path 0.2]}}, "
+           "global_avgpool, {op: layernorm, over: vector}, layer_scale, sigmoid]")
+
+
+def test_every_new_op_in_pt2_and_generated_source(tmp_path):
+    """torch.export (dynamic batch) and the generated .py compute what the module does."""
+    from archcompiler.backends.torch.export import export_program
+
+    sp = tiny_spec(tmp_path, ALL_OPS, input="8x13x11")
+    check_tiny(sp)
+    check_source(sp, tmp_path)
+    _, _, state = spec_state(sp, seed=3)
+    model = ac.build(sp, backend="torch", weights=state).eval()
+    program = export_program(model)
+    x = torch.randn(3, 8, 13, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "convnext_tiny", "densenet121"])
+def test_generated_source_of_the_new_specs(name, tmp_path):
+    check_source(ac.load_spec(name), tmp_path)
