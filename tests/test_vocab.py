@@ -274,10 +274,14 @@ def test_optimize_folds_bn_into_grouped_and_keeps_different_siblings(tmp_path):
         torch.testing.assert_close(opt(x), plain(x), atol=1e-4, rtol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in opt.modules())
     convs = [m for m in opt.modules() if isinstance(m, torch.nn.Conv2d)]
-    # the plain 3x3 and the silu 3x3 read the same tensor with the same window: fused (their
-    # activations stay apart); the depthwise, grouped and dilated ones stay apart
+    # nothing fuses: different activations (relu / silu), groups or dilations
     assert sorted((m.groups, m.dilation[0], m.out_channels) for m in convs) == [
-        (1, 1, 16), (1, 2, 8), (2, 1, 8), (8, 1, 8)]
+        (1, 1, 8), (1, 1, 8), (1, 2, 8), (2, 1, 8), (8, 1, 8)]
+    # equal windows, groups 1 and the same activation still fuse
+    sp = tiny_spec(tmp_path, "[{concat: [[conv 3x3 8], [conv 3x3 8]]}]", name="fuse")
+    _, _, state = spec_state(sp, seed=2)
+    opt = ac.build(sp, backend="torch", weights=state, optimize=True).eval()
+    assert [m.out_channels for m in opt.modules() if isinstance(m, torch.nn.Conv2d)] == [16]
 
 
 ALL_OPS = ("[conv 3x3 16 groups=4 act=relu6, conv 3x3/2 16 tf_same dw act=leaky_relu=0.1, "

@@ -109,13 +109,17 @@ def fold_residual_scale(graph: Graph, weights: Weights) -> tuple[Graph, dict]:
 def fuse_siblings(graph: Graph, weights: Weights) -> tuple[Graph, dict]:
     """Convolutions that read the same tensor with the same window become one."""
     groups: dict[tuple, list[Node]] = {}
+    consumers, by_name = graph.consumers(), graph.by_name
     for node in graph.nodes:
         if node.op == "conv2d" and node.attrs["groups"] == 1:
             a = node.attrs
-            # the whole window must agree: kernel, stride, padding (incl. tf_same), dilation
+            # the whole window must agree: kernel, stride, padding (incl. tf_same), dilation;
+            # and the activation that follows: no fusion across different activations
+            after = [by_name[c] for c in consumers.get(node.name, [])]
+            act = tuple((c.op, tuple(sorted(c.attrs.items()))) for c in after if c.op != "conv2d")
             key = (node.inputs[0], tuple(a["kernel"]), tuple(a["stride"]),
                    a["padding"] if isinstance(a["padding"], str) else tuple(a["padding"]),
-                   tuple(a.get("dilation", (1, 1))))
+                   tuple(a.get("dilation", (1, 1))), act if len(after) == 1 else ("many",))
             groups.setdefault(key, []).append(node)
     groups = {k: v for k, v in groups.items() if len(v) > 1}
     if not groups:
