@@ -285,15 +285,17 @@ def test_parity_onnxruntime_vs_torch_backend(name):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(2)
     _, _, state = randomized(name)
-    x = normal(2, 3, 299, 299)
-    (ours,) = run(ac.build(spec(name), backend="onnx", weights=state), x)
+    model = ac.build(spec(name), backend="onnx", weights=state)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[2:]]
+    x = normal(2, 3, *(dims if all(dims) else (299, 299)))  # fixed-size exports at their size
+    (ours,) = run(model, x)
     module = ac.build(spec(name), backend="torch", weights=state).eval()
     with torch.no_grad():
         ref = module(torch.from_numpy(x)).numpy()
     assert ours.shape == ref.shape == (2, spec(name).classes)
     diff = float(np.abs(ours - ref).max())
     print(f"\n{name}: max |onnxruntime - torch| = {diff:.3g} (logits up to {np.abs(ref).max():.3g})")
-    assert diff <= TOL
+    assert diff <= TOL * max(1.0, float(np.abs(ref).max()))  # relative: ResNet-152's reach 1e3
 
 
 @pytest.mark.slow

@@ -51,15 +51,17 @@ def test_every_pass_keeps_every_spec_function(name):
     spec = ac.load_spec(name)
     graph, shapes = prepare(spec)
     state = randomized_state(state_entries(graph, shapes), seed=1)
-    x = torch.randn(2, 3, 139, 139, generator=torch.Generator().manual_seed(0))
+    size = 139 if spec.analysis.square_sizes.contains(139) else spec.input_shape[1]  # BN-Inception: 223..230
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     want = run(graph, state, x)
+    tol = 1e-4 * max(1.0, float(want.abs().max()))  # relative: ResNet-152's logits reach 1e3
     assert float(want.abs().max()) > 1.0
     for pass_name in (*PASSES, None):
         passes = (pass_name,) if pass_name else tuple(PASSES)
         g2, s2 = optimize_for_inference(graph, state, passes=passes)
         assert s2 is not state
         got = run(g2, s2, x)
-        assert float((want - got).abs().max()) <= 1e-4, pass_name
+        assert float((want - got).abs().max()) <= tol, pass_name
 
 
 def test_fold_bn_applies_only_to_a_conv_whose_sole_reader_is_the_bn(tmp_path):

@@ -145,7 +145,7 @@ class Conv(SpecOp):
         if "act" not in by:
             args.append("act=None")
         elif by["act"].op != "relu":
-            args.append(f"act={OPS_SOURCE(by['act'])}")
+            args.append(f"act={_act_source(by['act'])}")
         if a["bias"]:
             args.append("bias=True")
         return f"ConvBnAct({', '.join(args)})"
@@ -170,7 +170,7 @@ class ConvBnAct(nn.Sequential):
 '''}
 
 
-def OPS_SOURCE(node) -> str:
+def _act_source(node) -> str:
     from . import OPS
 
     return OPS[node.op].source(node.attrs, None)
