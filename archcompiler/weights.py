@@ -69,6 +69,8 @@ def init_weights(spec: Spec, graph: Graph, shapes: dict, seed: int = 0) -> dict[
     out: dict[str, np.ndarray] = {}
     for e in entries:
         value = OPS[e.op].init(e.param, e.shape, init, rng, e.node)
+        if value is None and hasattr(OPS[e.op], "init_from_attrs"):  # e.g. layer_scale's init
+            value = OPS[e.op].init_from_attrs(graph.by_name[e.node].attrs, e.param, e.shape)
         if value is not None:
             pass
         elif init.scheme == "trunc_normal":

@@ -53,7 +53,11 @@ MIN_OPSET = 17
 EXTERNAL_DATA_BYTES = 1_800_000_000
 
 ONNX_OPS = ("Conv", "BatchNormalization", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool",
-            "Flatten", "Gemm", "Concat", "Mul", "Add", "Identity", "Slice")
+            "Flatten", "Gemm", "Concat", "Mul", "Add", "Identity", "Slice",
+            # issue 10's vocabulary: activations (GELU decomposed), norms, SE, tf_same
+            "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Erf", "Div",
+            "Sub", "Sqrt", "ReduceMean", "Reshape", "Shape", "Transpose", "LayerNormalization",
+            "GroupNormalization", "Pad", "Max", "GlobalMaxPool", "MatMul", "ReduceMax")
 
 # The inference passes (archcompiler.passes.optimize) that --optimize runs: exact folds
 # that add no op. Not commute_pool_conv / fuse_siblings: in onnxruntime (CPU) the fused
@@ -157,6 +161,8 @@ def export_graph(spec: Spec, num_classes: Optional[int], features: bool,
 def dynamic_spatial_ok(graph: Graph) -> bool:
     """Dynamic H and W only where the accepted sizes are an open-ended rule (a network
     that accepts a list of sizes is exported at a fixed size)."""
+    if any(n.op in ("adaptive_avgpool", "adaptive_maxpool") for n in graph.nodes):
+        return False  # their windows depend on the map size: exported at a fixed size
     return all(rule.kind()[0] in ("interval", "periodic") for rule in accepted_sizes(graph))
 
 

@@ -437,8 +437,8 @@ classes: [10]
     assert errs == [
         (*at(s, "kernel"), "network[0].op.kernel: expected an integer, a $parameter expression or a list of 2 integers, "
                            "got the list [3, 3, 3]"),
-        (*at(s, "sme"), "network[0].op.padding: expected 'same' or 'valid', an integer, a "
-                        "$parameter expression or a list, got the string 'sme'; did you mean 'same'?"),
+        (*at(s, "sme"), "network[0].op.padding: expected 'same', 'valid' or 'tf_same', an integer, "
+                        "a $parameter expression or a list, got the string 'sme'; did you mean 'same'?"),
         (*at(s, "classes"), "classes: expected an integer, got the list [10]"),
     ]
 
@@ -540,7 +540,8 @@ def test_error_in_base_spec_of_a_variant(tree):
     assert r.rc == 1
     assert r.err.splitlines() == [
         "base.yaml:5:19: error: network[0].op: 'conv 3x3 8 sideways': unexpected 'sideways' "
-        "(form: conv KxK[/S] OUT [same|valid|pad=P|pad=PHxPW] [linear|bias|nobias|nobn|noact])",
+        "(form: conv KxK[/S] OUT [same|valid|tf_same|pad=P|pad=PHxPW] [dw|groups=G] [dilation=D] "
+        "[act=ACT] [linear|bias|nobias|nobn|noact])",
         "variants/v.yaml:2:10: note: included from here",
     ]
 

@@ -119,9 +119,9 @@ CASES = [
     # --- schema --------------------------------------------------------------------------
     ("unknown-field", M + "clases: 10\n", 1, 6, 1, "unknown field 'clases'; did you mean 'classes'?"),
     ("unknown-op-string", net("convolution 3x3 8"), 1, 5, 20,
-     "network[0].op: unknown op 'convolution' (valid ops: conv, batchnorm, relu, maxpool, avgpool, adaptive_avgpool, adaptive_maxpool, global_avgpool, global_maxpool, flatten, linear, dropout)"),
-    ("unknown-op-mapping", net("{op: groupnorm}"), 1, 5, "op: {",
-     "network[0].op: unknown op 'groupnorm' (valid ops: conv, batchnorm, relu, maxpool, avgpool, adaptive_avgpool, adaptive_maxpool, global_avgpool, global_maxpool, flatten, linear, dropout)"),
+     "network[0].op: unknown op 'convolution' (valid ops: conv, batchnorm, layernorm, groupnorm, relu, relu6, leaky_relu, silu, gelu, gelu_tanh, sigmoid, hardsigmoid, hardswish, tanh, identity, maxpool, avgpool, adaptive_avgpool, adaptive_maxpool, global_avgpool, global_maxpool, flatten, linear, dropout, layer_scale, drop_path)"),
+    ("unknown-op-mapping", net("{op: instancenorm}"), 1, 5, "op: {",
+     "network[0].op: unknown op 'instancenorm' (valid ops: conv, batchnorm, layernorm, groupnorm, relu, relu6, leaky_relu, silu, gelu, gelu_tanh, sigmoid, hardsigmoid, hardswish, tanh, identity, maxpool, avgpool, adaptive_avgpool, adaptive_maxpool, global_avgpool, global_maxpool, flatten, linear, dropout, layer_scale, drop_path)"),
     ("unknown-block", block_spec("{seq: [relu]}", "{block: inception_q}"), 1, 7, 6,
      "stage inception_q: unknown block 'inception_q' (defined blocks: b)"),
     ("unsupported-version", M.replace("archc: 1", "archc: 2"), 1, 1, 1,
@@ -163,8 +163,8 @@ CASES = [
      "network[0].op: '$(" + "(" * 40 + "1" + ")" * 40 + ")': nested too deeply"),
     ("dropout-p-1", net("{op: dropout, p: 1.0}"), 1, 5, 20, "stage c1: dropout p must be < 1, got 1.0"),
     ("same-padding-strided", net("conv 3x3/2 8 same"), 1, 5, 20,
-     "stage c1: conv: padding 'same' is defined for stride 1 only; write valid or an explicit "
-     "pad=P for a strided op"),
+     "stage c1: conv: padding 'same' is defined for stride 1 only; write valid, an explicit "
+     "pad=P or (convs) tf_same for a strided op"),
     # --- resource limits -------------------------------------------------------------------
     ("repeat-limit", block_spec("{seq: [relu]}", "{block: b, repeat: 1001}"), 1, 7, 16,
      "stage b: repeat must be <= 1000, got 1001 (a documented limit)"),
@@ -392,7 +392,7 @@ def test_unknown_shipped_reference(tmp_path):
     e = archc("validate", "s.yaml", cwd=tmp_path).only_error()
     assert (e["line"], e["col"]) == (2, 10)
     assert e["msg"].startswith("extends: no shipped spec named 'archc:inception_v5' (shipped: "
-                               "bn_inception, googlenet, inception_resnet_v1, inception_resnet_v2,")
+                               "bn_inception, convnext_tiny, densenet121, efficientnet_b0, googlenet,")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")

@@ -400,7 +400,7 @@ def test_core_does_not_import_torch_or_onnx():
         "import sys, glob\n"
         "import archcompiler, archcompiler.cli\n"
         "paths = sorted(glob.glob('specs/*.yaml') + glob.glob('specs/variants/*.yaml'))\n"
-        "assert len(paths) == 12, paths\n"
+        "assert len(paths) == 20, paths\n"
         "rc = archcompiler.cli.main(['validate', '--json', *paths])\n"
         "assert rc == 0, rc\n"
         "for name in paths: archcompiler.load_spec(name)\n"

@@ -16,6 +16,8 @@ from typing import Optional
 
 from ..errors import Diagnostic, Location, SpecError
 from ..ops import OPS, SPEC_OPS, ShapeError
+from ..ops.activation import emit_act, parse_act
+from ..ops.merge import broadcast
 from ..spec import model as m
 from ..spec.expr import Expr, ExprError
 from ..spec.loader import Spec
@@ -100,6 +102,10 @@ class _Lowering(LoweringTools):
                 return None if on is None else x  # false: the item is the identity
         if isinstance(it, m.ConcatItem):
             return self.concat(it.concat, path, x, env, it.loc)
+        if isinstance(it, m.AddItem):
+            return self.merge("add", it.add, path, x, env, it.loc)
+        if isinstance(it, m.MultiplyItem):
+            return self.merge("mul", it.multiply, path, x, env, it.loc)
         if isinstance(it, m.SeqItem):
             return self.seq(it.seq, path, x, env)
         if isinstance(it, m.ResidualItem):
@@ -133,6 +139,26 @@ class _Lowering(LoweringTools):
             return None
         return self.emit("concat", f"{path}.concat", outs, {}, loc)
 
+    def merge(self, op: str, branches, path: str, x: str, env: dict, loc) -> Optional[str]:
+        """`add:` (equal shapes) or `multiply:` (broadcasting; the broadcast operands are
+        gates, which the layer count leaves off the path)."""
+        outs = []
+        for i, br in enumerate(branches):
+            name = (br.name if isinstance(br, m.SeqItem) else None) or f"branch{i}"
+            outs.append(self.branch(br, f"{path}.{name}", x, env))
+        if any(o is None for o in outs):
+            return None
+        attrs: dict = {}
+        if op == "mul":
+            shapes = [self.shapes.get(o) for o in outs]
+            if all(s is not None for s in shapes):
+                try:
+                    full = broadcast(shapes)
+                except ShapeError:  # reported by the shapes pass, with both shapes
+                    full = None
+                attrs["gates"] = tuple(i for i, s in enumerate(shapes) if full and s != full)
+        return self.emit(op, f"{path}.{op}", outs, attrs, loc)
+
     def residual(self, body: m.ResidualBody, path: str, x: str, env: dict) -> Optional[str]:
         if body.concat is not None:
             r = self.concat(body.concat, path, x, env, body.loc)
@@ -140,21 +166,27 @@ class _Lowering(LoweringTools):
             r = self.seq(body.seq, path, x, env)
         if body.project is not None:
             r = self.item(body.project, f"{path}.project", r, env)
+        if body.add_when is not None:
+            on = self.value(body.add_when, env, body.key_loc("add_when"), "residual add_when", bool)
+            if on is None:
+                return None
+            if not on:  # the body alone, then the activation
+                act = self.value(body.act, env, body.key_loc("act"), "residual act", str)
+                return emit_act(self, act, f"{path}.act", r, body.key_loc("act"), "residual act")
         shortcut = x
         if body.shortcut is not None:
             shortcut = self.branch(body.shortcut, f"{path}.shortcut", x, env)
         scale = self.value(body.scale, env, body.key_loc("scale"), "residual scale", float)
         act = self.value(body.act, env, body.key_loc("act"), "residual act", str)
-        if act not in (None, "relu", "none"):
-            self.diag(body.key_loc("act"), f"residual act must be relu or none, got {act!r}")
+        if act is not None and parse_act(act) is None:
+            emit_act(self, act, f"{path}.act", x, body.key_loc("act"), "residual act")  # reports
+            return None
         if r is None or shortcut is None or scale is None:
             return None
         srcs = {"scale": (body.scale, False)} if isinstance(body.scale, Expr) else None
         add_loc = body.key_loc("project") if body.project is not None else body.loc
         y = self.emit("scale_add", f"{path}.add", [shortcut, r], {"scale": float(scale)}, add_loc, srcs)
-        if act == "relu":
-            y = self.emit("relu", f"{path}.act", [y], {}, body.key_loc("act"))
-        return y
+        return emit_act(self, act, f"{path}.act", y, body.key_loc("act"), "residual act")
 
     def block(self, name: str, with_: dict, ref, path: str, x: str, env: dict) -> Optional[str]:
         blk = self.spec.blocks.get(name)

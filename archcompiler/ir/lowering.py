@@ -82,25 +82,46 @@ class LoweringTools:
         stride = self.pair(it.stride, env, loc, f"{what}: stride", 1, MAX_STRIDE)
         return None if kernel is None or stride is None else (kernel, stride)
 
-    def padding(self, padding, kernel, stride, env, loc, what) -> Optional[tuple[int, int]]:
+    def padding(self, padding, kernel, stride, env, loc, what, dilation=(1, 1), conv=False):
+        """(ph, pw), (top, bottom, left, right) (convs only) or "tf_same" (convs only)."""
+        span = ((kernel[0] - 1) * dilation[0] + 1, (kernel[1] - 1) * dilation[1] + 1)
         if padding == "valid":
             return (0, 0)
+        if padding == "tf_same":
+            if not conv:
+                self.diag(loc, f"{what}: padding tf_same is for convolutions; write an explicit pad=P")
+                return None
+            return "tf_same"
         if padding == "same":
             if stride != (1, 1):
-                self.diag(loc, f"{what}: padding 'same' is defined for stride 1 only; write valid "
-                               "or an explicit pad=P for a strided op")
+                self.diag(loc, f"{what}: padding 'same' is defined for stride 1 only; write valid, "
+                               "an explicit pad=P or (convs) tf_same for a strided op")
                 return None
-            if kernel[0] % 2 == 0 or kernel[1] % 2 == 0:
+            if span[0] % 2 == 0 or span[1] % 2 == 0:
                 self.diag(loc, f"{what}: padding 'same' needs an odd kernel, got "
-                               f"{kernel[0]}x{kernel[1]}; write an explicit pad=P")
+                               f"{kernel[0]}x{kernel[1]}; write an explicit pad=P or tf_same")
                 return None
-            return ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
-        pads = self.pair(padding, env, loc, f"{what}: padding", 0, MAX_KERNEL)
+            return ((span[0] - 1) // 2, (span[1] - 1) // 2)
+        if isinstance(padding, (list, tuple)) and len(padding) == 4:
+            if not conv:
+                self.diag(loc, f"{what}: a [top, bottom, left, right] padding is for convolutions")
+                return None
+            pads = [self.value(p, env, loc, f"{what}: padding", int, 0, MAX_KERNEL * 64) for p in padding]
+            if any(p is None for p in pads):
+                return None
+            t, b, l, r = pads
+            if max(t, b) >= span[0] or max(l, r) >= span[1]:
+                self.diag(loc, f"{what}: padding [{t}, {b}, {l}, {r}] is as large as the "
+                               f"{span[0]}x{span[1]} window (a row or column of pure padding)")
+                return None
+            return (t, b, l, r)
+        pads = self.pair(padding, env, loc, f"{what}: padding", 0, MAX_KERNEL * (64 if conv else 1))
         if pads is None:
             return None
         ph, pw = pads
-        if ph > kernel[0] // 2 or pw > kernel[1] // 2:
-            self.diag(loc, f"{what}: padding {ph}x{pw} is more than half the {kernel[0]}x{kernel[1]} "
+        if ph > span[0] // 2 or pw > span[1] // 2:
+            win = f"{kernel[0]}x{kernel[1]}" + (f" (dilated to {span[0]}x{span[1]})" if span != tuple(kernel) else "")
+            self.diag(loc, f"{what}: padding {ph}x{pw} is more than half the {win} "
                            "kernel (torch and ONNX refuse that)")
             return None
         return (ph, pw)

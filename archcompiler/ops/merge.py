@@ -1,6 +1,7 @@
-"""Ops that merge or split tensors. None is written in a spec as an op: `concat` and the
-residual add come from the `concat:` and `residual:` constructs (archcompiler.ir.lower),
-channel slices and moved biases from the optimization passes."""
+"""Ops that merge, split or scale tensors. `concat`, `add`, `mul` and the residual add come
+from the `concat:`, `add:`, `multiply:` and `residual:` constructs (archcompiler.ir.lower);
+channel slices and moved biases from the optimization passes. `layer_scale` (a learnable
+per-channel scale) and `drop_path` (stochastic depth) are spec ops of their own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import operator
 
 import numpy as np
 
-from .base import IROp, ShapeError, fmt_shape
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from ..spec.types import ItemBase, NumP
+from .base import IROp, ShapeError, SpecOp, fmt_shape
+from .sugar import number_or_expr, OpStringError
+from .torch_modules import DROP_PATH_SRC, SCALE_SRC
 
 
 class Concat(IROp):
@@ -143,5 +151,187 @@ class BiasAdd(IROp):
         return g.node("Add", [inputs[0], g.param("bias", shape=(-1, 1, 1))])  # C -> C x 1 x 1
 
 
-SPEC_OPS = ()
-IR_OPS = (Concat(), ScaleAdd(), SliceChannels(), BiasAdd())
+class Add(IROp):
+    name = "add"
+    internal = True
+    doc = "elementwise sum of two or more branches of equal shape (the `add:` construct)"
+
+    def infer_shape(self, attrs, ins):
+        for i, s in enumerate(ins[1:], 1):
+            if s != ins[0]:
+                raise ShapeError(f"add: branch0 gives {fmt_shape(ins[0])} but branch{i} gives "
+                                 f"{fmt_shape(s)}; added branches must have equal shapes")
+        return ins[0]
+
+    def spatial_rule(self, attrs, ins):
+        h, w = ins[0]
+        ok = True
+        for h2, w2 in ins[1:]:
+            ok = ok & (h2 == h) & (w2 == w)
+        return h, w, ok
+
+    def torch_emit(self, graph, torch, node, args):
+        y = args[0]
+        for a in args[1:]:
+            y = graph.call_function(operator.add, (y, a))
+        return y
+
+    def source_call(self, attrs, args, src):
+        return " + ".join(args)
+
+    def onnx_lower(self, g, node, inputs):
+        y = inputs[0]
+        for i, a in enumerate(inputs[1:], 1):
+            y = g.node("Add", [y, a], suffix=None if i == len(inputs) - 1 else f"add{i}")
+        return y
+
+
+def broadcast(ins) -> tuple:
+    """numpy broadcasting of C[xHxW] shapes; ShapeError naming both shapes otherwise."""
+    out = ins[0]
+    for s in ins[1:]:
+        if len(s) != len(out) or any(a != b and 1 not in (a, b) for a, b in zip(out, s)):
+            raise ShapeError(f"multiply: {fmt_shape(out)} and {fmt_shape(s)} do not broadcast "
+                             "(equal shapes, or a Cx1x1 gate times a CxHxW map)")
+        out = tuple(max(a, b) for a, b in zip(out, s))
+    return out
+
+
+class Mul(IROp):
+    name = "mul"
+    internal = True
+    doc = "elementwise product with broadcasting (SE / gating: Cx1x1 times CxHxW)"
+
+    def infer_shape(self, attrs, ins):
+        return broadcast(ins)
+
+    def depth_inputs(self, attrs, n: int):
+        """The gates (broadcast operands) do not add depth: see passes.layers."""
+        keep = [i for i in range(n) if i not in attrs.get("gates", ())]
+        return keep or list(range(n))
+
+    def spatial_rule(self, attrs, ins):
+        import numpy as np
+
+        h, w = ins[0]
+        ok = True
+        for h2, w2 in ins[1:]:
+            ok = ok & ((h2 == h) | (h2 == 1) | (h == 1)) & ((w2 == w) | (w2 == 1) | (w == 1))
+            h, w = np.maximum(h, h2), np.maximum(w, w2)
+        return h, w, ok
+
+    def torch_emit(self, graph, torch, node, args):
+        y = args[0]
+        for a in args[1:]:
+            y = graph.call_function(operator.mul, (y, a))
+        return y
+
+    def source_call(self, attrs, args, src):
+        return " * ".join(args)
+
+    def onnx_lower(self, g, node, inputs):
+        y = inputs[0]
+        for i, a in enumerate(inputs[1:], 1):
+            y = g.node("Mul", [y, a], suffix=None if i == len(inputs) - 1 else f"mul{i}")
+        return y
+
+
+class LayerScaleItem(ItemBase):
+    """x * gamma, gamma a learnable per-channel scale (CaiT / ConvNeXt layer scale)."""
+
+    op: Literal["layer_scale"]
+    init: NumP = Field(1e-6, description="the initial value of every gamma")
+
+
+class LayerScaleSpec(SpecOp):
+    name = "layer_scale"
+    doc = "learnable per-channel scale, x * gamma (gamma starts at init, 1e-6 by default)"
+    form = "layer_scale [INIT]"
+    example = "{op: layer_scale, init: 1.0e-6}"
+    model = LayerScaleItem
+
+    def parse_words(self, words, text):
+        if len(words) > 1:
+            raise OpStringError(f"{text!r}: unexpected {words[1]!r} (form: {self.form})")
+        return {"init": number_or_expr(words[0], "an initial scale", text, True)} if words else {}
+
+    def lower(self, lw, it, path, x, env):
+        init = lw.value(it.init, env, it.loc, "layer_scale init", float)
+        shape = lw.shapes.get(x)
+        vector = shape is not None and len(shape) == 1
+        return None if init is None else lw.emit("layer_scale", path, [x], {
+            "init": float(init), "vector": vector}, it.loc)
+
+
+class LayerScale(IROp):
+    name = "layer_scale"
+    doc = "learnable per-channel scale (parameter gamma, [C])"
+    source_helpers = {"LayerScale": SCALE_SRC}
+
+    def param_shapes(self, attrs, ins):
+        return {"gamma": (ins[0][0],)}
+
+    def param_bound(self, attrs, in_channels):
+        return in_channels[0], in_channels[0]
+
+    def init_from_attrs(self, attrs, param, shape):
+        return np.full(shape, float(attrs["init"]))
+
+    def torch_module(self, nn, attrs, ins):
+        from .torch_modules import helper_class
+
+        return helper_class("LayerScale")(ins[0][0], attrs["init"], vector=len(ins[0]) == 1)
+
+    def source(self, attrs, src):
+        vector = ", vector=True" if attrs.get("vector") else ""
+        return f"LayerScale({src.in_channels}, {attrs['init']!r}{vector})"
+
+    def onnx_lower(self, g, node, inputs):
+        shape = None if node.attrs.get("vector") else (-1, 1, 1)
+        return g.node("Mul", [inputs[0], g.param("gamma", shape=shape)])
+
+
+class DropPathItem(ItemBase):
+    op: Literal["drop_path"]
+    p: NumP = Field(description="drop probability (may depend on $i: $(0.1 * i / 15))")
+
+
+class DropPathSpec(SpecOp):
+    name = "drop_path"
+    doc = "stochastic depth: drops the whole branch per sample (training only; gone in eval and ONNX)"
+    form = "drop_path P"
+    example = "{op: drop_path, p: 0.1}"
+    model = DropPathItem
+
+    def parse_words(self, words, text):
+        if len(words) != 1:
+            raise OpStringError(f"{text!r}: expected one drop probability (form: {self.form})")
+        return {"p": number_or_expr(words[0], "a drop probability like 0.1", text, True)}
+
+    def lower(self, lw, it, path, x, env):
+        p = lw.value(it.p, env, it.loc, "drop_path p", float, 0.0)
+        if p is not None and p >= 1.0:
+            lw.diag(it.loc, f"drop_path p must be < 1, got {p}")
+            p = None
+        return None if p is None else lw.emit("drop_path", path, [x], {"p": float(p)}, it.loc)
+
+
+class DropPath(IROp):
+    name = "drop_path"
+    doc = "stochastic depth with probability p (training only)"
+    source_helpers = {"DropPath": DROP_PATH_SRC}
+
+    def torch_module(self, nn, attrs, ins):
+        from .torch_modules import helper_class
+
+        return helper_class("DropPath")(attrs["p"])
+
+    def source(self, attrs, src):
+        return f"DropPath({attrs['p']!r})"
+
+    def onnx_lower(self, g, node, inputs):
+        return inputs[0]  # identity at inference: no node
+
+
+SPEC_OPS = (LayerScaleSpec(), DropPathSpec())
+IR_OPS = (Concat(), ScaleAdd(), SliceChannels(), BiasAdd(), Add(), Mul(), LayerScale(), DropPath())

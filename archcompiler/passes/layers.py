@@ -3,7 +3,9 @@
 Rule (one rule for every model, not tuned per model): the count is the number of layers
 on the deepest path from the input to the main output, where every convolution and fully
 connected layer counts 1, every spatial (non-global) pooling counts 1, and concat,
-residual add and scale, batch norm, activation, dropout and global pooling count 0. The
+residual add and scale, batch norm, activation, dropout and global pooling count 0. A
+multiply's gate (its broadcast operand: SE's Cx1x1 branch) is not on the path: the depth
+of a multiply is that of its full-size operands. The
 per-op weights live in the op registry (`OpDef.layers`).
 """
 
@@ -17,7 +19,11 @@ def layer_depths(graph: Graph) -> dict[str, int]:
     """Deepest-path layer count from the input to every node (nodes are in topological order)."""
     depth = {graph.input_name: 0}
     for node in graph.nodes:
-        depth[node.name] = max(depth[i] for i in node.inputs) + OPS[node.op].layers
+        op = OPS[node.op]
+        ins = node.inputs
+        if hasattr(op, "depth_inputs"):  # a multiply's gates do not add depth
+            ins = [ins[k] for k in op.depth_inputs(node.attrs, len(ins))]
+        depth[node.name] = max(depth[i] for i in ins) + op.layers
     return depth
 
 

@@ -45,7 +45,7 @@ def _rewire(graph: Graph, nodes: list[Node], renamed: dict[str, str], keep=froze
 
 
 def drop_dropout(graph: Graph, weights: Weights) -> tuple[Graph, dict]:
-    renamed = {n.name: n.inputs[0] for n in graph.nodes if n.op == "dropout"}
+    renamed = {n.name: n.inputs[0] for n in graph.nodes if n.op in ("dropout", "drop_path")}
     return _rewire(graph, [n for n in graph.nodes if n.name not in renamed], renamed), dict(weights)
 
 
@@ -109,10 +109,17 @@ def fold_residual_scale(graph: Graph, weights: Weights) -> tuple[Graph, dict]:
 def fuse_siblings(graph: Graph, weights: Weights) -> tuple[Graph, dict]:
     """Convolutions that read the same tensor with the same window become one."""
     groups: dict[tuple, list[Node]] = {}
+    consumers, by_name = graph.consumers(), graph.by_name
     for node in graph.nodes:
         if node.op == "conv2d" and node.attrs["groups"] == 1:
             a = node.attrs
-            key = (node.inputs[0], tuple(a["kernel"]), tuple(a["stride"]), tuple(a["padding"]))
+            # the whole window must agree: kernel, stride, padding (incl. tf_same), dilation;
+            # and the activation that follows: no fusion across different activations
+            after = [by_name[c] for c in consumers.get(node.name, [])]
+            act = tuple((c.op, tuple(sorted(c.attrs.items()))) for c in after if c.op != "conv2d")
+            key = (node.inputs[0], tuple(a["kernel"]), tuple(a["stride"]),
+                   a["padding"] if isinstance(a["padding"], str) else tuple(a["padding"]),
+                   tuple(a.get("dilation", (1, 1))), act if len(after) == 1 else ("many",))
             groups.setdefault(key, []).append(node)
     groups = {k: v for k, v in groups.items() if len(v) > 1}
     if not groups:

@@ -26,10 +26,11 @@ from pydantic import (
 )
 
 from ..ops import SPEC_OPS
+from ..ops.activation import ActP
 from .expr import Expr, ExprError, parse_expr
 from .opstring import OP_NAMES, OpStringError, parse_op_string, unknown_op_message
 from .types import (  # noqa: F401 - re-exported: the language's value types
-    NAME_PATTERN, SHAPE_PATTERN, ActP, BoolP, IntP, ItemBase, Located, Name, NumP, Pair, Padding,
+    NAME_PATTERN, SHAPE_PATTERN, BoolP, IntP, ItemBase, Located, Name, NumP, Pair, Padding,
     Scalar, ShapeStr, _to_expr,
 )
 from .yaml_io import LocDict
@@ -54,6 +55,19 @@ class ConcatItem(ItemBase):
     concat: Annotated[list["Branch"], Field(min_length=1)]
 
 
+class AddItem(ItemBase):
+    """Two or more parallel branches summed elementwise (equal shapes); `[]` is the input."""
+
+    add: Annotated[list["Branch"], Field(min_length=2)]
+
+
+class MultiplyItem(ItemBase):
+    """Two or more parallel branches multiplied elementwise with broadcasting: SE's
+    `[[], [global_avgpool keepdim, ..., sigmoid]]` gates the input with a Cx1x1 branch."""
+
+    multiply: Annotated[list["Branch"], Field(min_length=2)]
+
+
 class SeqItem(ItemBase):
     """A sequence of items (a branch can be written as `{name: ..., seq: [...]}`)."""
 
@@ -73,6 +87,9 @@ class ResidualBody(Located):
                           "ResNet's strided 1x1 conv + BN; a mapping may carry `when`")
     scale: NumP = 1.0
     act: ActP = "relu"
+    add_when: Optional[BoolP] = Field(
+        None, description="$condition: where false, no shortcut and no add: the body alone "
+                          "(MobileNet's use_res_connect: $(stride == 1 and in == out))")
 
     @model_validator(mode="after")
     def _one_body(self):
@@ -115,7 +132,7 @@ def _with_values(v, handler):
     return out
 
 
-ITEM_KEYS = ("op", "concat", "seq", "residual", "block")
+ITEM_KEYS = ("op", "concat", "add", "multiply", "seq", "residual", "block")
 
 
 def _item_kind(v):
@@ -124,7 +141,8 @@ def _item_kind(v):
             if k in v:
                 return k
         return None
-    for cls, k in ((ConcatItem, "concat"), (SeqItem, "seq"), (ResidualItem, "residual"),
+    for cls, k in ((ConcatItem, "concat"), (AddItem, "add"), (MultiplyItem, "multiply"),
+                   (SeqItem, "seq"), (ResidualItem, "residual"),
                    (BlockRef, "block")):
         if isinstance(v, cls):
             return k
@@ -157,6 +175,8 @@ Item = Annotated[
     Union[
         Annotated[AnyOp, Tag("op")],
         Annotated[ConcatItem, Tag("concat")],
+        Annotated[AddItem, Tag("add")],
+        Annotated[MultiplyItem, Tag("multiply")],
         Annotated[SeqItem, Tag("seq")],
         Annotated[ResidualItem, Tag("residual")],
         Annotated[BlockRef, Tag("block")],

@@ -57,10 +57,8 @@ NumP = _expr_or(StrictInt, StrictFloat)
 Name = Annotated[StrictStr, StringConstraints(pattern=NAME_PATTERN)]
 ShapeStr = Annotated[StrictStr, StringConstraints(pattern=SHAPE_PATTERN)]
 Pair = Union[StrictInt, Annotated[list[StrictInt], Field(min_length=2, max_length=2)]]
-Padding = Union[Literal["same", "valid"], Pair]
-ActP = Annotated[Union[Literal["relu", "none"], Expr],
-                 BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
-                                 json_schema_input_type=Union[Literal["relu", "none"], ExprText])]
+Padding = Union[Literal["same", "valid", "tf_same"], Pair,
+                Annotated[list[StrictInt], Field(min_length=4, max_length=4)]]
 BoolP = Annotated[Union[StrictBool, Expr],
                   BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
                                   json_schema_input_type=Union[StrictBool, ExprText])]
@@ -99,10 +97,13 @@ def _dollar(v):
 IntE = Annotated[Union[StrictInt, Expr], BeforeValidator(_dollar, json_schema_input_type=Union[StrictInt, ExprText])]
 PairP = Union[IntE, Annotated[list[IntE], Field(min_length=2, max_length=2)]]
 PaddingP = Annotated[
-    Union[Literal["same", "valid"], StrictInt, Expr, Annotated[list[IntE], Field(min_length=2, max_length=2)]],
-    BeforeValidator(_dollar, json_schema_input_type=Union[Literal["same", "valid"], StrictInt, ExprText,
-                                                          Annotated[list[Union[StrictInt, ExprText]],
-                                                                    Field(min_length=2, max_length=2)]])]
+    Union[Literal["same", "valid", "tf_same"], StrictInt, Expr,
+          Annotated[list[IntE], Field(min_length=2, max_length=2)],
+          Annotated[list[IntE], Field(min_length=4, max_length=4)]],
+    BeforeValidator(_dollar, json_schema_input_type=Union[
+        Literal["same", "valid", "tf_same"], StrictInt, ExprText,
+        Annotated[list[Union[StrictInt, ExprText]], Field(min_length=2, max_length=2)],
+        Annotated[list[Union[StrictInt, ExprText]], Field(min_length=4, max_length=4)]])]
 
 
 class ItemBase(Located):
