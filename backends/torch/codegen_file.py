@@ -143,9 +143,9 @@ def _imports(text: str, weights_file) -> str:
     if "OrderedDict(" in text:
         lines.append("from collections import OrderedDict\n")
     lines.append("\n")
-    if re.search(r"\btorch\.", text):
+    if re.search(r"\btorch\.[A-Za-z_]", text):
         lines.append("import torch\n")
-    if re.search(r"\bF\.", text):
+    if re.search(r"\bF\.[A-Za-z_]", text):
         lines.append("import torch.nn.functional as F\n")
     lines.append("from torch import nn\n")
     return "".join(lines).lstrip("\n")

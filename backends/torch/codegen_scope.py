@@ -109,13 +109,8 @@ def scope_units(nodes, path: str, depth: int, ctx: Ctx, nested_ctor):
             nested.setdefault(n.scope[depth].path, []).append(n)
         else:
             groups.setdefault(n.item or n.name, []).append(n)
-    for sub_path, sub_nodes in nested.items():
-        names = {n.name for n in sub_nodes}
-        ext = tuple(dict.fromkeys(i for n in sub_nodes for i in n.inputs if i not in names))
-        out = sub_nodes[-1].name
-        ctor = nested_ctor(sub_nodes[0].scope[depth], sub_nodes, ctx.channels.get(ext[0], "in_channels"))
-        units.append(Unit(_rel(path, sub_path), ctor, ext, out, ctx.order[out]))
-        ctx.channels[out] = ctx.shapes[out][0]  # a nested block's width: its number here
+    for sub_nodes in nested.values():  # a nested block's width: its number here
+        ctx.channels[sub_nodes[-1].name] = ctx.shapes[sub_nodes[-1].name][0]
     for item, members in sorted(groups.items(), key=lambda kv: ctx.order[kv[1][0].name]):
         for m in members:
             ctx.channels[m.name] = OPS[m.op].source_channels(
@@ -133,6 +128,13 @@ def scope_units(nodes, path: str, depth: int, ctx: Ctx, nested_ctor):
                 inline.append(m)
             else:
                 units.append(Unit(_rel(path, m.name), ctor, m.inputs, m.name, ctx.order[m.name]))
+    for sub_path, sub_nodes in nested.items():  # after the groups: their widths are known
+        names = {n.name for n in sub_nodes}
+        ext = tuple(dict.fromkeys(i for n in sub_nodes for i in n.inputs if i not in names))
+        out = sub_nodes[-1].name
+        in_src = ctx.channels.get(ext[0], ctx.shapes[ext[0]][0] if ext[0] in ctx.shapes else "in_channels")
+        ctor = nested_ctor(sub_nodes[0].scope[depth], sub_nodes, in_src)
+        units.append(Unit(_rel(path, sub_path), ctor, ext, out, ctx.order[out]))
     return units, inline
 
 
