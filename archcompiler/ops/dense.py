@@ -143,11 +143,16 @@ class DropoutSpec(SpecOp):
         return parse_flags(self, out, rest, text)
 
     def lower(self, lw, it, path, x, env):
-        p = lw.value(it.p, env, it.loc, "dropout p", float, 0.0)
-        if p is not None and p >= 1.0:
-            lw.diag(it.loc, f"dropout p must be < 1, got {p}")
-            p = None
-        return None if p is None else lw.emit("dropout", path, [x], {"p": float(p)}, it.loc)
+        return lower_probability_op(lw, it, path, x, env, "dropout")
+
+
+def lower_probability_op(lw, it, path, x, env, op: str):
+    """An op whose one value is a drop probability 0 <= p < 1 (dropout, drop_path)."""
+    p = lw.value(it.p, env, it.loc, f"{op} p", float, 0.0)
+    if p is not None and p >= 1.0:
+        lw.diag(it.loc, f"{op} p must be < 1, got {p}")
+        p = None
+    return None if p is None else lw.emit(op, path, [x], {"p": float(p)}, it.loc)
 
 
 class Dropout(IROp):

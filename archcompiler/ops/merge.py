@@ -309,11 +309,9 @@ class DropPathSpec(SpecOp):
         return {"p": number_or_expr(words[0], "a drop probability like 0.1", text, True)}
 
     def lower(self, lw, it, path, x, env):
-        p = lw.value(it.p, env, it.loc, "drop_path p", float, 0.0)
-        if p is not None and p >= 1.0:
-            lw.diag(it.loc, f"drop_path p must be < 1, got {p}")
-            p = None
-        return None if p is None else lw.emit("drop_path", path, [x], {"p": float(p)}, it.loc)
+        from .dense import lower_probability_op
+
+        return lower_probability_op(lw, it, path, x, env, "drop_path")
 
 
 class DropPath(IROp):
