@@ -108,7 +108,7 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
     """Lower, infer shapes, count, and check. Raises SpecError listing every problem."""
     net = lower_network(spec, options.classes)
     graph = configure(net, features=options.features, aux=options.aux)
-    diags: list[Diagnostic] = list(check_unused_params(spec))
+    diags: list[Diagnostic] = [*spec.warnings, *check_unused_params(spec)]
     bounds = params_upper_bounds(graph)
     bound = sum(bounds.values())
     if bound > MAX_PARAMS:

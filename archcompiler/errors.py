@@ -22,7 +22,7 @@ class Location:
 class Diagnostic:
     location: Location
     message: str
-    severity: str = "error"  # "error" | "warning"
+    severity: str = "error"  # "error" | "warning" | "note"
     # The spec file that was being validated, when the problem lies in a file it includes:
     # the chain of include sites, innermost first ("note: included from here").
     via: tuple[Location, ...] = field(default=())
@@ -41,7 +41,7 @@ class Diagnostic:
 
     def format_github(self) -> str:
         """A GitHub Actions workflow command (`::error file=..,line=..,col=..::message`)."""
-        kind = "error" if self.severity == "error" else "warning"
+        kind = {"error": "error", "note": "notice"}.get(self.severity, "warning")
         msg = self.message
         for loc, note in self.all_notes():
             msg += f"\n{loc}: {note}"

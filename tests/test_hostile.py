@@ -310,8 +310,9 @@ def test_import_escaping_the_root_with_dotdot(tmp_path):
     e = r.only_error()
     assert r.rc == 1 and (e["line"], e["col"]) == (4, 11)
     assert e["msg"] == (f"imports[0]: '../secret.yaml' resolves to {tmp_path.resolve()}/secret.yaml, "
-                        f"outside the spec root {root.resolve()} (the nearest directory with a "
-                        ".archc-root file)")
+                        f"outside the spec root {root.resolve()} (the nearest directory holding "
+                        ".archc-root, .git or pyproject.toml, else the spec's own directory): put a "
+                        ".archc-root file in a directory above both files, or give --root")
 
 
 def test_import_with_absolute_path(tmp_path):
@@ -340,7 +341,9 @@ def test_symlink_out_of_the_root_refused(tmp_path):
     e = r.only_error()
     assert r.rc == 1 and (e["line"], e["col"]) == (4, 11)
     assert e["msg"] == (f"imports[0]: 'lib.yaml' resolves to {outside.resolve()}, outside the spec "
-                        f"root {root.resolve()} (the nearest directory with a .archc-root file)")
+                        f"root {root.resolve()} (the nearest directory holding .archc-root, .git or "
+                        "pyproject.toml, else the spec's own directory): put a .archc-root file in a "
+                        "directory above both files, or give --root")
 
 
 def test_symlink_inside_the_root_is_fine(tmp_path):

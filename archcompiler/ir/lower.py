@@ -21,6 +21,7 @@ from ..ops.merge import broadcast
 from ..spec import model as m
 from ..spec.expr import Expr, ExprError
 from ..spec.loader import Spec
+from ..spec.yaml_io import LocDict
 from .graph import Graph, Node, Scope, Stage, frozen_attrs
 from .lowering import MAX_CHANNELS, MAX_KERNEL, MAX_STRIDE, LoweringTools, check_unused_params  # noqa: F401
 
@@ -270,8 +271,12 @@ class _Lowering(LoweringTools):
                               MAX_REPEAT)
             if reps is None:
                 return None
+            for k in sorted((k for k in st.copies if not int(k) < reps), key=int):
+                self.diag(st.copies[k].loc, f"copies: stage {name!r} has copies 0 to {reps - 1}, "
+                                            f"so there is no copy {k}")
             for i in range(reps):  # `$i` in `with:` is the copy's index
-                x = self.block(st.block, st.with_, st, f"{name}.{i}", x, {**self.spec_env, "i": i})
+                block, with_, ref = copy_of(st, i)
+                x = self.block(block, with_, ref, f"{name}.{i}", x, {**self.spec_env, "i": i})
             return x
         if st.repeat is not None:
             self.diag(st.key_loc("repeat"), "repeat applies to block stages; define a block")
@@ -351,6 +356,22 @@ class _Lowering(LoweringTools):
                 aux_outputs.append(y)
                 aux_after.append((aux.name, aux.after))
         return outputs, aux_outputs, aux_after
+
+
+def copy_of(st: m.Stage, i: int) -> tuple:
+    """(block, with, the item to locate errors at) of copy i of a repeated stage: the
+    stage's, unless `copies` makes that copy different (its `with` merges onto the
+    stage's, or replaces it when the copy has another block)."""
+    ov = st.copies.get(str(i))
+    if ov is None:
+        return st.block, st.with_, st
+    if ov.block is not None and ov.block != st.block:
+        return ov.block, ov.with_, ov
+    with_ = LocDict({**st.with_, **ov.with_})
+    with_.loc = getattr(ov.with_, "loc", None) or getattr(st.with_, "loc", None)
+    with_.key_locs = {**(getattr(st.with_, "key_locs", {}) or {}),
+                      **(getattr(ov.with_, "key_locs", {}) or {})}
+    return st.block, with_, ov if ov.with_ else st
 
 
 def lower(spec: Spec, options: LowerOptions = LowerOptions()) -> Graph:

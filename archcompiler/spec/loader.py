@@ -3,9 +3,9 @@
 Resolution follows `imports` (block libraries) and `extends` (a base spec plus overrides),
 confined to the spec root, and turns pydantic's errors into located diagnostics.
 
-The spec root is the nearest directory, from the spec file's own upwards, that contains a
-file named `.archc-root` (the shipped `specs/` has one); without such a file it is the
-spec file's own directory. References are relative to the file that writes them, may use
+The spec root is the nearest directory, from the spec file's own upwards, that holds a
+`.archc-root` file (the shipped `specs/` has one), a `.git` or a `pyproject.toml`; without
+any, it is the spec file's own directory (`--root` chooses another). References are relative to the file that writes them, may use
 `..` but never leave the root (symlinks are resolved first), and may name a shipped spec
 as `archc:inception_v4`.
 """
@@ -35,12 +35,35 @@ _PARSED: dict = {}
 _PARSED_MAX = 256
 
 
+# What marks a spec root: our own marker, or what marks a project (a repository, a Python
+# project), so that a variant in `variants/` can extend `../base.yaml` with no setup.
+ROOT_MARKERS = (ROOT_MARKER, ".git", "pyproject.toml")
+ROOT_RULE = ("the nearest directory holding .archc-root, .git or pyproject.toml, else the "
+             "spec's own directory")
+
+
 def find_root(spec_path: Path) -> Path:
     d = spec_path.resolve().parent
     for cand in (d, *d.parents):
-        if (cand / ROOT_MARKER).is_file():
+        if any(os.path.lexists(cand / marker) for marker in ROOT_MARKERS):
             return cand
     return d
+
+
+def _no_such_file(ref: str, real: Path, from_file: Path, label: str, shown: str) -> str:
+    """'no such file' with the nearest name in the directory the reference points into
+    (never the referencing file itself)."""
+    import difflib
+
+    parent, name = os.path.split(ref)
+    try:
+        entries = sorted(e for e in os.listdir(real.parent)
+                         if not os.path.samefile(real.parent / e, from_file))
+    except OSError:
+        entries = []
+    close = difflib.get_close_matches(name, entries, n=1, cutoff=0.8)
+    hint = f"; did you mean {os.path.join(parent, close[0])!r}?" if close else ""
+    return f"{label}: {shown!r}: no such file{hint}"
 
 
 # --- files -------------------------------------------------------------------------------
@@ -91,10 +114,13 @@ class _Loader:
             return None
         # Shipped specs may reference each other freely inside their own root.
         root = self.root if _inside(from_file, self.root) else package_specs_dir().resolve()
+        if not os.path.lexists(real):
+            self.diags.append(error(loc, _no_such_file(ref, real, from_file, label, shown)))
+            return None
         if not _inside(real, root):
             self.diags.append(error(loc, f"{label}: {shown!r} resolves to {real}, outside the spec "
-                                         f"root {root} (the nearest directory with a "
-                                         f"{ROOT_MARKER} file)"))
+                                         f"root {root} ({ROOT_RULE}): put a {ROOT_MARKER} file in a "
+                                         "directory above both files, or give --root"))
             return None
         display = os.path.normpath(os.path.join(os.path.dirname(from_display), ref))
         return real, display

@@ -8,6 +8,7 @@ from typing import Optional
 
 from ..errors import Diagnostic, Location, error
 from . import model as m
+from .variants import apply_stage_edits, first_stage_using, param_closure, same_value
 
 
 @dataclass
@@ -120,20 +121,20 @@ def merge(loader, sf: m.SpecFile, display: str, blocks: dict, base: Optional[Spe
         diags.append(error(input_loc or here, f"input must be CxHxW with positive sizes, got {sf.input}"))
         input_shape = (3, 299, 299)
 
-    # Expectations: a variant that states `expect` replaces the base's, stages included.
-    stage_expect: dict = {}
-    if sf.expect is None and base is not None:
-        expect, expect_loc = base.expect, base.expect_loc
-        stage_expect = dict(base.stage_expect)
-    else:
-        expect, expect_loc = sf.expect or m.Expect(), sf.key_loc("expect")
-    if sf.network is not None:
-        for st in sf.network:
-            if st.expect is not None:
-                stage_expect[st.stage_name] = (parse_shape(st.expect), st.key_loc("expect"))
-    if sf.expect is not None:
-        for k, v in sf.expect.stages.items():
-            stage_expect[k] = (parse_shape(v), sf.expect.key_loc("stages"))
+    network = list(network or [])
+    if sf.stages:
+        if base is None:
+            diags.append(error(sf.key_loc("stages"), "stages: edits a base spec's stages; this "
+                                                    "spec has no 'extends' (write them in 'network')"))
+        elif sf.network is not None:
+            diags.append(error(sf.key_loc("stages"), "stages: give either a whole 'network' or "
+                                                    "'stages' edits of the base's, not both"))
+    edited = (apply_stage_edits(network, sf.stages, sf.key_loc("stages") or here, diags)
+              if sf.stages and base is not None and sf.network is None else None)
+    if edited is not None:
+        network = edited.stages
+    stage_expect, expect, expect_loc, dropped_note = _expectations(
+        sf, base, network, edited, params, all_blocks, defaults, input_shape, here)
 
     classes = sf.set.get("classes") if "classes" in sf.set else pick("classes")
     if "classes" in sf.set and (isinstance(classes, bool) or not isinstance(classes, int)
@@ -168,7 +169,7 @@ def merge(loader, sf: m.SpecFile, display: str, blocks: dict, base: Optional[Spe
         defaults=defaults,
         init=pick("init") or m.Init(),
         blocks=all_blocks,
-        network=list(network or []),
+        network=network,
         head=list(sf.head if sf.head is not None else (base.head if base else []) or []),
         aux=list(sf.aux if sf.aux else (base.aux if base else [])),
         expect=expect,
@@ -179,5 +180,104 @@ def merge(loader, sf: m.SpecFile, display: str, blocks: dict, base: Optional[Spe
         files=sorted({d for v in loader.cache.values() if v for d in [v[1]]}),
         base=base,
     )
+    if dropped_note is not None:
+        spec.warnings.append(dropped_note)
     return spec
 
+
+
+# --- expectations ----------------------------------------------------------------------
+
+def _changes(sf: m.SpecFile, base: Spec, network: list, edited, params: dict, blocks: dict,
+             defaults, input_shape: tuple) -> tuple[list, Optional[int]]:
+    """What a variant changes besides metadata, preprocess, init and checkpoints (the
+    reasons, in words), and the first stage whose output may differ from the base's."""
+    reasons: list = []
+    firsts: list = []
+    everything = []
+    if sf.width is not None and sf.width != base.width:
+        everything.append("width")
+    if tuple(input_shape) != tuple(base.input_shape):
+        everything.append("input")
+    if sf.defaults is not None and defaults.model_dump() != base.defaults.model_dump():
+        everything.append("defaults")
+    if sf.network is not None:
+        everything.append("network")
+    if everything:
+        reasons += everything
+        firsts.append(0)
+    changed = {k for k, v in params.items() if k not in base.params or not same_value(v, base.params[k])}
+    if changed:
+        reasons.append("params " + ", ".join(sorted(changed)))
+    # a redefined block changes the stages that use it; a new one, only through stage edits
+    new_blocks = {k for k, b in blocks.items() if k in base.blocks and base.blocks[k] is not b}
+    if new_blocks:
+        reasons.append("blocks " + ", ".join(sorted(new_blocks)))
+    first = first_stage_using(network, blocks, param_closure(changed, params), new_blocks)
+    if first is not None:
+        firsts.append(first)
+    if edited is not None and edited.edited:
+        reasons.append("stages " + ", ".join(edited.edited))
+        if edited.dirty_from is not None:
+            firsts.append(edited.dirty_from)
+    if "classes" in sf.set and sf.set["classes"] != base.classes:
+        reasons.append("classes")
+    for what in ("head", "aux"):
+        if getattr(sf, what):
+            reasons.append(what)
+    return reasons, (min(firsts) if firsts else None)
+
+
+def _expectations(sf, base, network, edited, params, blocks, defaults, input_shape, here):
+    """-> (stage expectations, totals, their location, the note on dropped ones or None).
+
+    The variant's own promises are always checked. The base's hold while the variant
+    changes only metadata; otherwise the base's totals are dropped, and its stage shapes
+    from the first stage the variant changes on."""
+    own_stage: dict = {}
+    if sf.network is not None:
+        for st in sf.network:
+            if st.expect is not None:
+                own_stage[st.stage_name] = (parse_shape(st.expect), st.key_loc("expect"))
+    if edited is not None:
+        own_stage.update({k: (parse_shape(v), loc) for k, (v, loc) in edited.own_expect.items()})
+    if sf.expect is not None:
+        for k, v in sf.expect.stages.items():
+            own_stage[k] = (parse_shape(v), sf.expect.key_loc("stages"))
+    own_totals = {k: getattr(sf.expect, k) for k in ("layers", "params", "macs", "min_input")
+                  if sf.expect is not None and getattr(sf.expect, k) is not None}
+    if base is None:
+        return own_stage, sf.expect or m.Expect(), sf.key_loc("expect"), None
+    reasons, first = _changes(sf, base, network, edited, params, blocks, defaults, input_shape)
+    order = {st.stage_name: i for i, st in enumerate(network)}
+    stage_expect, dropped_stages = {}, []
+    for name, value in base.stage_expect.items():
+        if name in own_stage:
+            continue
+        if name in order and (first is None or order[name] < first):
+            stage_expect[name] = value
+        else:
+            dropped_stages.append(name)
+    stage_expect.update(own_stage)
+    totals, locs, dropped_totals = {}, {}, []
+    for k in ("layers", "params", "macs", "min_input"):
+        if k in own_totals:
+            totals[k], locs[k] = own_totals[k], sf.expect.key_loc(k)
+        elif getattr(base.expect, k) is not None:
+            if reasons:
+                dropped_totals.append(f"expect.{k}")
+            else:
+                totals[k], locs[k] = getattr(base.expect, k), base.expect.key_loc(k)
+    expect = m.Expect.model_construct(stages={}, **totals)
+    expect._key_locs = locs
+    expect._loc = sf.key_loc("expect") if sf.expect is not None else base.expect_loc
+    note = None
+    if dropped_totals or dropped_stages:
+        what = dropped_totals + ([f"the output shapes of {', '.join(dropped_stages)}"]
+                                 if dropped_stages else [])
+        base_file = base.expect_loc.file if base.expect_loc else base.path
+        note = Diagnostic(sf.key_loc("extends") or here,
+                          f"this variant changes {'; '.join(reasons)}, so these expectations of "
+                          f"its base ({base_file}) are not checked: {', '.join(what)}; state "
+                          "them again in this file's 'expect' to check them", "note")
+    return stage_expect, expect, expect._loc, note

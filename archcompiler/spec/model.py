@@ -7,7 +7,6 @@ evaluated when a block is instantiated (`archcompiler.ir.lower`).
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import (
@@ -27,7 +26,8 @@ from pydantic import (
 
 from ..ops import SPEC_OPS
 from ..ops.activation import ActP
-from .expr import Expr, ExprError, parse_expr
+from .expr import Expr
+from .metadata import CheckpointFormat, Expect, Init, Preprocess  # noqa: F401 - re-exported
 from .opstring import OP_NAMES, OpStringError, parse_op_string, unknown_op_message
 from .types import (  # noqa: F401 - re-exported: the language's value types
     NAME_PATTERN, SHAPE_PATTERN, BoolP, IntP, ItemBase, Located, Name, NumP, Pair, Padding,
@@ -238,10 +238,22 @@ class _Required:
 _REQUIRED = _Required()
 
 
-class Stage(Located):
-    """One entry of `network`: a block (possibly repeated) or inline ops."""
+class CopyEdit(Located):
+    """One copy of a repeated stage, made different: another block and/or other `with`
+    values (merged onto the stage's; replacing them when the block changes)."""
 
-    name: Optional[Name] = None
+    block: Optional[Name] = None
+    with_: dict[Name, Union[Scalar, Expr]] = Field(default_factory=dict, alias="with")
+
+    @field_validator("with_", mode="wrap")
+    @classmethod
+    def _exprs(cls, v, handler):
+        return _with_values(v, handler)
+
+
+class _StageFields(Located):
+    """What a stage is made of: shared by `network` entries and a variant's `stages:` edits."""
+
     block: Optional[Name] = None
     with_: dict[Name, Union[Scalar, Expr]] = Field(default_factory=dict, alias="with")
     repeat: Optional[IntP] = None
@@ -259,9 +271,22 @@ class Stage(Located):
     def _exprs(cls, v, handler):
         return _with_values(v, handler)
 
+
+STAGE_BODIES = ("block", "op", "seq", "concat", "residual")
+
+
+class Stage(_StageFields):
+    """One entry of `network`: a block (possibly repeated) or inline ops."""
+
+    name: Optional[Name] = None
+    copies: dict[Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{1,4}$")], CopyEdit] = Field(
+        default_factory=dict, description="copy index (a quoted string: YAML keys are strings) -> "
+        "another block or other `with` values for that copy of a repeated stage; a variant "
+        "writes `stages: {inception_a.2: {...}}`")
+
     @model_validator(mode="after")
     def _one_body(self):
-        bodies = [k for k in ("block", "op", "seq", "concat", "residual") if getattr(self, k) is not None]
+        bodies = [k for k in STAGE_BODIES if getattr(self, k) is not None]
         if len(bodies) != 1:
             raise ValueError("a stage needs exactly one of: block, op, seq, concat, residual"
                              + (f" (found {', '.join(bodies)})" if bodies else ""))
@@ -269,11 +294,33 @@ class Stage(Located):
             raise ValueError("a stage without 'block' needs a 'name'")
         if self.with_ and self.block is None:
             raise ValueError("'with' only applies to a 'block' stage")
+        if self.copies and self.repeat is None:
+            raise ValueError("'copies' only applies to a repeated stage ('repeat: N')")
         return self
 
     @property
     def stage_name(self) -> str:
         return self.name or self.block  # type: ignore[return-value]
+
+
+class StageEdit(_StageFields):
+    """A variant's edit of the base's stage of this name (fields given replace the stage's;
+    `with` merges), or, with `before`/`after`, a new stage of this name."""
+
+    before: Optional[Name] = Field(None, description="insert a new stage before this one")
+    after: Optional[Name] = Field(None, description="insert a new stage after this one")
+
+    @model_validator(mode="after")
+    def _one_body(self):
+        bodies = [k for k in STAGE_BODIES if getattr(self, k) is not None]
+        if len(bodies) > 1:
+            raise ValueError(f"a stage has one body; this edit gives {', '.join(bodies)}")
+        if self.before is not None and self.after is not None:
+            raise ValueError("give 'before' or 'after', not both")
+        return self
+
+
+StageKey = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[0-9]{1,4})?$")]
 
 
 class AuxHead(Located):
@@ -290,69 +337,6 @@ Defaults = create_model(
     "Defaults", __base__=Located, __doc__="Per-op defaults (the registry's defaults models).",
     **{name: (op.defaults_model, Field(default_factory=op.defaults_model))
        for name, op in SPEC_OPS.items() if op.defaults_model is not None})
-
-
-class Preprocess(Located):
-    mean: Annotated[list[Union[StrictFloat, StrictInt]], Field(min_length=1, max_length=64)] = [0.5, 0.5, 0.5]
-    std: Annotated[list[Annotated[Union[StrictFloat, StrictInt], Field(gt=0)]],
-                   Field(min_length=1, max_length=64)] = [0.5, 0.5, 0.5]
-    crop_pct: Annotated[Union[StrictFloat, StrictInt], Field(gt=0, le=1)] = 0.875
-    interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
-    input_space: Literal["RGB", "BGR"] = Field("RGB", description="channel order the weights expect")
-    input_range: Annotated[list[Union[StrictFloat, StrictInt]], Field(min_length=2, max_length=2)] = Field(
-        [0, 1], description="pixel range before mean/std: [0, 1], or [0, 255] (Caffe-style weights)")
-
-
-class Init(Located):
-    """How fresh weights are drawn (what the reference code does for this model)."""
-
-    scheme: Literal["torch_default", "trunc_normal", "kaiming_normal"] = Field(
-        "torch_default", description="torch_default: PyTorch's layer defaults (kaiming-uniform, "
-        "a=sqrt(5)); trunc_normal: N(0, std) truncated to [-2, 2] (torchvision Inception3, "
-        "GoogLeNet); kaiming_normal: convolutions N(0, 2/fan_out) (torchvision ResNet), "
-        "linear layers as torch_default")
-    std: Union[StrictFloat, StrictInt] = 0.1
-    overrides: dict[StrictStr, Union[StrictFloat, StrictInt]] = Field(
-        default_factory=dict, description="node-name prefix -> std (trunc_normal only)")
-
-
-class Expect(Located):
-    layers: Optional[StrictInt] = None
-    params: Optional[StrictInt] = None
-    macs: Optional[StrictInt] = None
-    min_input: Optional[StrictInt] = Field(None, description="smallest square input accepted")
-    stages: dict[Name, ShapeStr] = Field(
-        default_factory=dict, description="stage output shapes (in a variant: replaces the base's)")
-
-
-class CheckpointFormat(Located):
-    """How another library names this network's weights: ordered prefix renames.
-
-    Keys are our names, values theirs; `{x}` matches one name segment (or part of one)
-    and `{x+6}` shifts a captured integer. The first matching rule wins."""
-
-    description: Optional[StrictStr] = None
-    rename: dict[StrictStr, StrictStr] = Field(default_factory=dict)
-    reshape: list[StrictStr] = Field(
-        default_factory=list, description="our-name patterns (same {x} placeholders) whose "
-        "tensors are reshaped to our shape on load when the element counts agree")
-
-    @field_validator("rename")
-    @classmethod
-    def _rules(cls, v):
-        for ours, theirs in v.items():
-            names = set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", ours))
-            for text in re.findall(r"\{([^{}]*)\}", theirs):
-                try:
-                    used = parse_expr("$(" + text + ")").names()
-                except ExprError as exc:
-                    raise ValueError(f"rename {ours!r}: {theirs!r}: {{{text}}} is not a placeholder "
-                                     f"or an expression over one ({exc})") from None
-                if not used <= names:
-                    raise ValueError(f"rename {ours!r}: {theirs!r}: {{{text}}} uses "
-                                     f"{', '.join(sorted(used - names))}, which {ours!r} does not "
-                                     "capture")
-        return v
 
 
 class SpecFile(Located):
@@ -378,13 +362,17 @@ class SpecFile(Located):
     defaults: Optional[Defaults] = None
     blocks: dict[Name, BlockDef] = Field(default_factory=dict)
     network: Optional[Annotated[list[Stage], Field(min_length=1)]] = None
+    stages: dict[StageKey, Union[Literal["remove"], StageEdit]] = Field(
+        default_factory=dict, description="in a variant: edits of the base's stages by name "
+        "(`inception_a: {repeat: 2}`, one copy `inception_a.2: {with: ...}`, `remove`), or new "
+        "stages placed with `before:`/`after:`")
     head: Optional[Annotated[list[Item], Field(min_length=1)]] = None
     aux: list[AuxHead] = Field(default_factory=list)
     init: Optional[Init] = None
     expect: Optional[Expect] = None
     checkpoints: dict[Name, CheckpointFormat] = Field(default_factory=dict)
 
-    @field_validator("params", "set", mode="wrap")
+    @field_validator("params", "set", "stages", mode="wrap")
     @classmethod
     def _exprs(cls, v, handler):
         return _with_values(v, handler)
@@ -406,7 +394,7 @@ def all_field_names() -> set[str]:
     names: set[str] = set()
     defaults = [op.defaults_model for op in SPEC_OPS.values() if op.defaults_model is not None]
     for m in (*OP_MODELS.values(), *defaults, ConcatItem, SeqItem, ResidualBody, ResidualItem,
-              BlockRef, BlockDef, Stage, AuxHead, Defaults, Preprocess, Init, Expect,
+              BlockRef, BlockDef, Stage, StageEdit, CopyEdit, AuxHead, Defaults, Preprocess, Init, Expect,
               CheckpointFormat, SpecFile):
         for fname, f in m.model_fields.items():
             names.add(f.alias or fname)

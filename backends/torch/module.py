@@ -244,7 +244,12 @@ class ArchcModel(nn.Module):
                 if any(not n.name.startswith(prefix) for n in group):
                     raise RuntimeError(f"stage {st.name}: a node is named outside {path}")  # pragma: no cover
                 lin = _last_linear(graph, st.name) if st.kind != "trunk" else None
-                block = Block(display, tuple(group), ins, outs, lin.inputs[0] if lin else None, prefix)
+                shown = display
+                if repeated and group and group[0].scope and group[0].scope[0].block != st.block:
+                    from .codegen import class_name  # a copy made different (`copies`)
+
+                    shown = class_name(group[0].scope[0].block)
+                block = Block(shown, tuple(group), ins, outs, lin.inputs[0] if lin else None, prefix)
                 _set_submodule(self, path, block)
             chain = all(len(i) == 1 and len(o) == 1 for _, i, o, _ in io) and all(
                 io[k + 1][1][0] == io[k][2][0] for k in range(len(io) - 1))
