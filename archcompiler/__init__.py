@@ -3,6 +3,7 @@
     spec = archcompiler.load_spec("inception_v4")      # or a path to a YAML spec
     spec.analysis.layers, spec.analysis.params          # 76, 42679816
     model = archcompiler.build(spec, backend="torch")   # needs the 'torch' extra
+    print(archcompiler.summary(spec))                   # stages, blocks, shapes, params, MACs
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from .errors import Diagnostic, Location, MissingExtraError, SpecError, UsageErr
 if TYPE_CHECKING:
     from .spec.loader import Spec
 
-__all__ = ["load_spec", "build", "Spec", "SpecError", "Diagnostic", "Location", "UsageError",
-           "MissingExtraError"]
+__all__ = ["load_spec", "build", "summary", "diff", "Spec", "SpecError", "Diagnostic", "Location",
+           "UsageError", "MissingExtraError"]
 __version__ = "0.1.0"
 
 
@@ -40,6 +41,25 @@ def load_spec(path, *, root: Optional[str] = None, input_size: Optional[tuple] =
     spec = path if isinstance(path, Spec) else load_spec_file(path, root=root)
     spec.analysis = analyze(spec, input_size)
     return spec
+
+
+def summary(spec_or_path, depth: int = 2, input_size: Optional[tuple] = None, *,
+            root: Optional[str] = None):
+    """A torchinfo-like summary of a spec (no torch needed): `.rows` (name, depth, kind,
+    shape, params, macs; depth 1 the stages), `.totals`, `.to_json()`; `str()` is the
+    table `archc summary` prints. `input_size=(H, W)` analyses at another size."""
+    from .views.summary import summary as _summary
+
+    return _summary(spec_or_path, depth=depth, input_size=input_size, root=root)
+
+
+def diff(a, b, *, root: Optional[str] = None):
+    """What differs between two specs (each a `Spec`, a path or a shipped name):
+    `.equal`, `.settings`, `.stages`, `.blocks`, `.totals`, `.to_json()`; `str()` is
+    what `archc diff` prints."""
+    from .views.diff import diff as _diff
+
+    return _diff(a, b, root=root)
 
 
 def build(spec_or_path, backend: str = "torch", **options):

@@ -79,6 +79,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--root", help="spec root")
 
     sub.add_parser("list", parents=[common], help="list the shipped specs")
+    from .cli_views import add_commands  # the views: summary, diff
+    add_commands(sub, common)
     return p
 
 
@@ -320,7 +322,9 @@ def cmd_build(args) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    handlers = {"validate": cmd_validate, "schema": cmd_schema, "build": cmd_build, "list": cmd_list}
+    from .cli_views import HANDLERS
+    handlers = {"validate": cmd_validate, "schema": cmd_schema, "build": cmd_build, "list": cmd_list,
+                **HANDLERS}
     try:
         return handlers[args.command](args)
     except (UsageError, MissingExtraError) as exc:
