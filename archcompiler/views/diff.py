@@ -142,7 +142,7 @@ def changes(a, b, path: str = "") -> list:
 # --- the comparison ---------------------------------------------------------------------
 
 _BLOCK_METADATA = ("figure", "doc")
-_STAGE_KEYS = ("block", "with", "repeat", "op", "seq", "concat", "residual")  # not name/expect
+_STAGE_KEYS = ("block", "with", "repeat", "copies", "op", "seq", "concat", "residual")  # not name/expect
 
 
 def _stage_defs(spec) -> dict:
