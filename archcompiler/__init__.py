@@ -14,7 +14,7 @@ from .errors import Diagnostic, Location, MissingExtraError, SpecError, UsageErr
 if TYPE_CHECKING:
     from .spec.loader import Spec
 
-__all__ = ["load_spec", "build", "Spec", "SpecError", "Diagnostic", "Location", "UsageError",
+__all__ = ["load_spec", "build", "graph", "Spec", "SpecError", "Diagnostic", "Location", "UsageError",
            "MissingExtraError"]
 __version__ = "0.1.0"
 
@@ -57,3 +57,16 @@ def build(spec_or_path, backend: str = "torch", **options):
 
         return build_onnx(spec, **options)
     raise UsageError(f"unknown backend {backend!r} (choose torch or onnx)")
+
+
+def graph(spec_or_path, format: str = "dot", *, depth: Optional[int] = None,
+          root: Optional[str] = None) -> str:
+    """A picture of a spec's structure as text: `format` "dot" (Graphviz), "mermaid" or
+    "svg" (our own layout: the same spec gives the same bytes). `depth` 1 draws each stage
+    as one node. Loads (and validates) a path or a shipped name first."""
+    from .spec.loader import Spec
+    from .views.graph import render
+
+    loaded = isinstance(spec_or_path, Spec) and hasattr(spec_or_path, "analysis")
+    spec = spec_or_path if loaded else load_spec(spec_or_path, root=root)
+    return render(spec, format, depth)

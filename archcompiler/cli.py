@@ -15,6 +15,7 @@ import sys
 import traceback
 from typing import Optional
 
+from .cli_graph import add_graph_command, cmd_graph
 from .errors import Diagnostic, MissingExtraError, SpecError, UsageError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -79,6 +80,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--root", help="spec root")
 
     sub.add_parser("list", parents=[common], help="list the shipped specs")
+    add_graph_command(sub, common)
     return p
 
 
@@ -320,7 +322,8 @@ def cmd_build(args) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    handlers = {"validate": cmd_validate, "schema": cmd_schema, "build": cmd_build, "list": cmd_list}
+    handlers = {"validate": cmd_validate, "schema": cmd_schema, "build": cmd_build, "list": cmd_list,
+                "graph": cmd_graph}
     try:
         return handlers[args.command](args)
     except (UsageError, MissingExtraError) as exc:

@@ -1,0 +1,1 @@
+"""Views of a spec for people: show, summary, graph, diff (core only: no torch, no onnx)."""
