@@ -15,8 +15,8 @@ from .errors import Diagnostic, Location, MissingExtraError, SpecError, UsageErr
 if TYPE_CHECKING:
     from .spec.loader import Spec
 
-__all__ = ["load_spec", "build", "summary", "diff", "Spec", "SpecError", "Diagnostic", "Location",
-           "UsageError", "MissingExtraError"]
+__all__ = ["load_spec", "build", "show", "summary", "graph", "diff", "Spec", "SpecError",
+           "Diagnostic", "Location", "UsageError", "MissingExtraError"]
 __version__ = "0.1.0"
 
 
@@ -41,6 +41,19 @@ def load_spec(path, *, root: Optional[str] = None, input_size: Optional[tuple] =
     spec = path if isinstance(path, Spec) else load_spec_file(path, root=root)
     spec.analysis = analyze(spec, input_size)
     return spec
+
+
+def show(spec_or_path, *, expand: bool = False, root: Optional[str] = None):
+    """What a spec is made of: `.params` (value, where defined, where used), `.blocks`
+    (parameters, figure), `.stages` (block, with, repeat, output shape), `.to_json()`;
+    `str()` is what `archc show` prints. `expand=True`: the resolved spec (imports and
+    extends applied) as YAML text that validates to the same graph."""
+    from .spec.loader import Spec
+    from .views.show import expanded_yaml
+    from .views.show import show as _show
+
+    spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path, root=root)
+    return expanded_yaml(spec) if expand else _show(spec)
 
 
 def summary(spec_or_path, depth: int = 2, input_size: Optional[tuple] = None, *,
@@ -77,3 +90,16 @@ def build(spec_or_path, backend: str = "torch", **options):
 
         return build_onnx(spec, **options)
     raise UsageError(f"unknown backend {backend!r} (choose torch or onnx)")
+
+
+def graph(spec_or_path, format: str = "dot", *, depth: Optional[int] = None,
+          root: Optional[str] = None) -> str:
+    """A picture of a spec's structure as text: `format` "dot" (Graphviz), "mermaid" or
+    "svg" (our own layout: the same spec gives the same bytes). `depth` 1 draws each stage
+    as one node. Loads (and validates) a path or a shipped name first."""
+    from .spec.loader import Spec
+    from .views.graph import render
+
+    loaded = isinstance(spec_or_path, Spec) and hasattr(spec_or_path, "analysis")
+    spec = spec_or_path if loaded else load_spec(spec_or_path, root=root)
+    return render(spec, format, depth)

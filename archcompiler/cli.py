@@ -79,7 +79,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--root", help="spec root")
 
     sub.add_parser("list", parents=[common], help="list the shipped specs")
-    from .cli_views import add_commands  # the views: summary, diff
+    from .cli_views import add_commands  # the views: show, summary, graph, diff
     add_commands(sub, common)
     return p
 

@@ -1,4 +1,5 @@
-"""The `archc` verbs that show a spec to people (archcompiler.views): `summary`, `diff`.
+"""The `archc` verbs that show a spec to people (archcompiler.views): `show`, `summary`,
+`graph` (its own module, cli_graph.py), `diff`.
 
 `add_commands(sub, common)` adds their parsers to `archc`'s; `HANDLERS` maps each verb
 to its handler. Exit codes as `archc validate`'s (0 ok, 1 an invalid spec, 2 usage),
@@ -28,15 +29,24 @@ def _depth(text: str) -> int:
 
 def _spec_options(p, json_help: str) -> None:
     p.add_argument("--json", action="store_true", help=json_help)
-    p.add_argument("--root", help="spec root (default: nearest directory with a .archc-root file)")
+    p.add_argument("--root", help="spec root (default: the nearest directory holding .archc-root, "
+                                  ".git or pyproject.toml)")
     p.add_argument("--error-format", choices=["text", "github"], default="text",
                    help="github: GitHub Actions annotations")
 
 
 def add_commands(sub, common) -> None:
+    from .cli_graph import add_graph_command
     from .views.summary import DEFAULT_DEPTH
 
     spec_help = "a spec file, or a shipped spec's name (inception_v4 or archc:inception_v4)"
+    sh = sub.add_parser("show", parents=[common],
+                        help="a spec's parameters, blocks and stages (what a variant can change)")
+    sh.add_argument("spec", metavar="SPEC", help=spec_help)
+    sh.add_argument("--expand", action="store_true",
+                    help="print the whole resolved spec (imports and extends applied) as YAML")
+    _spec_options(sh, "the report as JSON on stdout")
+
     s = sub.add_parser("summary", parents=[common],
                        help="a table of a spec's stages and blocks: shapes, parameters, MACs")
     s.add_argument("spec", metavar="SPEC", help=spec_help)
@@ -48,6 +58,8 @@ def add_commands(sub, common) -> None:
                    help="a row for every copy of a repeated block (default: identical copies "
                         "as one row)")
     _spec_options(s, "the rows and totals as JSON on stdout")
+
+    add_graph_command(sub, common)
 
     d = sub.add_parser("diff", parents=[common],
                        help="compare two specs: settings, stages, blocks, and their numbers "
@@ -68,6 +80,22 @@ def _load(path: str, args, input_size=None):
         return None
     _emit(list(spec.analysis.diagnostics), args.error_format)
     return spec
+
+
+def cmd_show(args) -> int:
+    from .views.show import expanded, expanded_yaml, show
+
+    _check_path(args.spec)
+    spec = _load(args.spec, args)
+    if spec is None:
+        return EXIT_SPEC
+    if args.expand:
+        print(json.dumps(expanded(spec), indent=2) if args.json else expanded_yaml(spec), end=""
+              if not args.json else "\n")
+    else:
+        report = show(spec)
+        print(json.dumps(report.to_json(), indent=2) if args.json else report)
+    return EXIT_OK
 
 
 def cmd_summary(args) -> int:
@@ -96,4 +124,10 @@ def cmd_diff(args) -> int:
     return EXIT_OK if result.equal else EXIT_DIFFERENT
 
 
-HANDLERS = {"summary": cmd_summary, "diff": cmd_diff}
+def cmd_graph(args) -> int:
+    from .cli_graph import cmd_graph as run
+
+    return run(args)
+
+
+HANDLERS = {"show": cmd_show, "summary": cmd_summary, "graph": cmd_graph, "diff": cmd_diff}
