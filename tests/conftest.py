@@ -26,6 +26,12 @@ QUICK = {
     "test_torch_module.py": ["test_print_*", "test_input_check_messages"],
     "test_artifacts.py": ["test_generated_source_reads_cleanly", "test_num_classes_constant_*"],
     "test_lineage.py": ["test_params_and_layers*", "test_googlenet_batchnorm_*"],
+    # the views (issue 12): one test per verb, plus the variant language and its errors
+    "test_show.py": ["test_show_lists_*", "test_expand_of_an_edited_variant"],
+    "test_views_summary_diff.py": ["test_summary_rows_form_*", "test_diff_half_width_*",
+                                   "test_diff_exit_codes_*"],
+    "test_graph.py": ["test_cli_formats_from_the_extension", "test_inception_v4_dot_*"],
+    "test_variants.py": ["*"],
 }
 
 

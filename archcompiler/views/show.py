@@ -72,8 +72,7 @@ def show(spec) -> ShowReport:
                        "repeat": _value(st.repeat), "copies": {
                            k: {"block": c.block, "with": {w: _value(x) for w, x in c.with_.items()}}
                            for k, c in st.copies.items()},
-                       "body": None if st.block else next(f for f in ("op", "seq", "concat", "residual")
-                                                          if getattr(st, f) is not None),
+                       "body": None if st.block else _body_text(st),
                        "output": list(rep.shape) if rep else None,
                        "params": rep.params if rep else None})
     for rep in a.stages:
@@ -86,6 +85,15 @@ def show(spec) -> ShowReport:
                "extends": spec.base.path if spec.base is not None else None}
     return ShowReport(spec.name, spec.path, spec.title or "", spec.source or "", summary,
                       tuple(params), tuple(blocks), tuple(stages))
+
+
+def _body_text(st) -> str:
+    """An inline stage's body in a word: its op string, or seq / concat / residual."""
+    from .labels import op_label
+
+    if st.op is not None:
+        return op_label(st.op) if getattr(st.op, "op", None) else "item"
+    return next(f for f in ("seq", "concat", "residual") if getattr(st, f) is not None)
 
 
 def _blocks_of(obj, blocks: dict, seen=None) -> list:
@@ -158,7 +166,7 @@ def format_show(r: ShowReport) -> str:
         rows.append([st["name"], what, extra or "-", st["repeat"] if st["repeat"] is not None else "-",
                      fmt_shape(st["output"]) if st["output"] else "-",
                      f"{st['params']:,}" if st["params"] is not None else "-"])
-    lines += _table(["name", "block", "with", "repeat", "output", "params"], rows)
+    lines += _table(["name", "block or op", "with", "repeat", "output", "params"], rows)
     return "\n".join(lines)
 
 
@@ -178,7 +186,7 @@ def _data(value):
             out[f.alias or k] = _data(v)
         return out
     if isinstance(value, Expr):
-        return value.text
+        return str(value.text)
     if isinstance(value, dict):
         return {str(k): _data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -232,10 +240,30 @@ def _full(model) -> dict:
         **{k: getattr(model, k) for k in type(model).model_fields})) if model is not None else {}
 
 
+def _scalar(v) -> bool:
+    return not isinstance(v, (dict, list))
+
+
+def _flow(v) -> bool:
+    """Written on one line: an op (`{op: conv, kernel: [3, 3], out: 32}`), a short mapping of
+    scalars (`with: {k: 192, l: 224}`), a list of scalars."""
+    if isinstance(v, list):
+        return all(_scalar(x) for x in v)
+    return (all(_scalar(x) or (isinstance(x, list) and all(map(_scalar, x))) for x in v.values())
+            and ("op" in v or len(v) <= 6))
+
+
 def expanded_yaml(spec) -> str:
     import yaml
 
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(dict, lambda d, v: d.represent_mapping(
+        "tag:yaml.org,2002:map", v, flow_style=_flow(v)))
+    Dumper.add_representer(list, lambda d, v: d.represent_sequence(
+        "tag:yaml.org,2002:seq", v, flow_style=_flow(v)))
     header = (f"# {spec.name}, resolved by `archc show --expand` from {spec.path}: imports and "
               "extends applied\n")
-    return header + yaml.safe_dump(expanded(spec), sort_keys=False, width=100,
-                                   default_flow_style=None, allow_unicode=True)
+    return header + yaml.dump(expanded(spec), Dumper=Dumper, sort_keys=False, width=100,
+                              allow_unicode=True)
