@@ -173,7 +173,12 @@ def apply_stage_edits(network: list, edits: dict, here: Location, diags: list) -
                                + "; a new stage needs 'before:' or 'after:' naming where it goes"
                                + f"; the base's stages: {', '.join(names)}"))
             continue
-        rows[i] = [_edit_stage(rows[i][0], ed, loc), True]
+        edited = _edit_stage(rows[i][0], ed, loc)
+        if edited.with_ and edited.block is None:
+            diags.append(error(ed.key_loc("with") or loc, f"stages.{key}: 'with' only applies to "
+                                                          "a 'block' stage (this stage is inline)"))
+            continue
+        rows[i] = [edited, True]
         out.edited.append(key)
     for i, (st, changed) in enumerate(rows):
         if changed and (out.dirty_from is None or i < out.dirty_from):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .labels import _val, op_label  # noqa: F401 - op_label re-exported: tests use it
+from .labels import op_label, value_text  # noqa: F401 - op_label re-exported: tests use it
 
 FORMATS = ("dot", "mermaid", "svg")
 
@@ -120,7 +120,7 @@ def _item(it, rel: str, ctx: _Ctx):
     if it.name and not isinstance(it, m.BlockRef) and not isinstance(node, Op):
         node = Box("group", it.name, (), _as_seq(node))
     if when is not None:  # what the analysis built, instance by instance
-        node = Box("cond", f"when {_val(when)}", (_built(ctx, rel),), _as_seq(node))
+        node = Box("cond", f"when {value_text(when)}", (_built(ctx, rel),), _as_seq(node))
     return node
 
 
@@ -158,17 +158,17 @@ def _residual(body, rel: str, ctx: _Ctx) -> Seq:
         main.extend(_as_seq(_item(body.project, f"{rel}.project", ctx)).items)
     shortcut = _branch(body.shortcut, f"{rel}.shortcut", ctx) if body.shortcut is not None else Seq(())
     scales = _ir_values(ctx, f"{rel}.add", lambda n: n.attrs.get("scale"))
-    scale = "/".join(f"{s:g}" for s in scales) if scales else _val(body.scale)
+    scale = "/".join(f"{s:g}" for s in scales) if scales else value_text(body.scale)
     merge = f"residual add, scale {scale}"
     if body.add_when is not None:
-        merge += f"\nwhen {_val(body.add_when)}: {_built(ctx, rel + '.add')}"
+        merge += f"\nwhen {value_text(body.add_when)}: {_built(ctx, rel + '.add')}"
     acts = _ir_values(ctx, f"{rel}.act", lambda n: n.op)
     tail = (Op("/".join(acts)),) if acts else ()
     return Seq((Par("residual", (shortcut, Seq(tuple(main))), merge), *tail))
 
 
 def _with_text(with_: dict) -> str:
-    return " ".join(f"{k}={_val(v)}" for k, v in with_.items())
+    return " ".join(f"{k}={value_text(v)}" for k, v in with_.items())
 
 
 def _block(name: str, with_: dict, title: str, rel: str, ctx: _Ctx, notes=()) -> object:

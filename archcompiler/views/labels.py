@@ -4,7 +4,7 @@ an op model's fields: shared by `archc graph` and `archc show`."""
 from __future__ import annotations
 
 
-def _val(v) -> str:
+def value_text(v) -> str:
     if hasattr(v, "text") and hasattr(v, "kind"):  # an Expr: as the spec wrote it
         return v.text
     if isinstance(v, bool):
@@ -12,18 +12,18 @@ def _val(v) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, (list, tuple)):
-        return "x".join(map(_val, v))
+        return "x".join(map(value_text, v))
     return str(v)
 
 
 def _hxw(v) -> str:
-    return _val(v) if isinstance(v, (list, tuple)) else f"{_val(v)}x{_val(v)}"
+    return value_text(v) if isinstance(v, (list, tuple)) else f"{value_text(v)}x{value_text(v)}"
 
 
 def _stride(v) -> str:
-    if isinstance(v, (list, tuple)) and len(v) == 2 and _val(v[0]) == _val(v[1]):
+    if isinstance(v, (list, tuple)) and len(v) == 2 and value_text(v[0]) == value_text(v[1]):
         v = v[0]
-    return _val(v)
+    return value_text(v)
 
 
 def _same(a, b) -> bool:
@@ -45,11 +45,11 @@ def _flag_words(flags: dict, rest: dict) -> list:
         if v is None:
             continue
         if k != "padding":
-            words.append(f"{k}={_val(v)}")
+            words.append(f"{k}={value_text(v)}")
         elif isinstance(v, str):  # same / valid / tf_same, where the op has no such word
             words.append(v)
         else:  # pad=1, pad=3x0 (height x width), or the four sides
-            words.append(f"pad={_stride(v) if isinstance(v, (list, tuple)) and len(v) == 2 else _val(v)}")
+            words.append(f"pad={_stride(v) if isinstance(v, (list, tuple)) and len(v) == 2 else value_text(v)}")
     return words
 
 
@@ -67,7 +67,7 @@ def op_label(it) -> str:
         used |= {"kernel", "stride"}
     for f, info in fields.items():  # required fields are the op string's positional words
         if f not in used and info.is_required():
-            words.append(_val(getattr(it, f)))
+            words.append(value_text(getattr(it, f)))
             used.add(f)
     rest = {f: getattr(it, f) for f in fields if f in it.model_fields_set and f not in used}
     words += _flag_words(SPEC_OPS[it.op].flags, rest)
