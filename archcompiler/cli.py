@@ -152,19 +152,26 @@ def format_table(a) -> str:
 
 def cmd_schema(args) -> int:
     from .spec.model import json_schema
-    from .util import OutputError, atomic_write_text
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
-        try:
-            atomic_write_text(args.output, text)
-        except OutputError as exc:
-            raise UsageError(str(exc)) from None
-        except OSError as exc:
-            raise UsageError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
+        write_text_output(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def write_text_output(path: str, text: str) -> None:
+    """Write `-o PATH` atomically; what the OS refuses is a usage error (exit 2) naming the
+    path and the reason."""
+    from .util import OutputError, atomic_write_text
+
+    try:
+        atomic_write_text(path, text)
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"-o {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def cmd_list(args) -> int:

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from .errors import SpecError, UsageError
+from .errors import UsageError
 
 # the output's extension names the format; without -o, DOT goes to stdout
 _EXT_FORMAT = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".svg": "svg"}
@@ -58,28 +58,19 @@ def _pick_format(fmt, output) -> str:
 
 
 def cmd_graph(args) -> int:
-    from . import load_spec
-    from .cli import EXIT_OK, EXIT_SPEC, _check_path, _emit
-    from .util import OutputError, atomic_write_text
+    from .cli import EXIT_OK, EXIT_SPEC, _check_path, write_text_output
+    from .cli_views import load_for_view
     from .views.graph import render
 
     _check_path(args.spec)
     fmt = _pick_format(args.format, args.output)
-    try:
-        spec = load_spec(args.spec, root=args.root)
-    except SpecError as exc:
-        _emit(exc.diagnostics, args.error_format)
+    spec = load_for_view(args.spec, args)
+    if spec is None:
         return EXIT_SPEC
-    _emit(list(spec.analysis.diagnostics), args.error_format)  # warnings
     text = render(spec, fmt, args.depth)
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
-    try:
-        atomic_write_text(args.output, text)
-    except OutputError as exc:
-        raise UsageError(str(exc)) from None
-    except OSError as exc:
-        raise UsageError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
+    write_text_output(args.output, text)
     print(f"wrote {args.output}")
     return EXIT_OK

@@ -69,7 +69,7 @@ def add_commands(sub, common) -> None:
     _spec_options(d, "the differences as JSON on stdout")
 
 
-def _load(path: str, args, input_size=None):
+def load_for_view(path: str, args, input_size=None):
     """The loaded spec, or None once its diagnostics are printed; warnings printed too."""
     from . import load_spec
 
@@ -86,7 +86,7 @@ def cmd_show(args) -> int:
     from .views.show import expanded, expanded_yaml, show
 
     _check_path(args.spec)
-    spec = _load(args.spec, args)
+    spec = load_for_view(args.spec, args)
     if spec is None:
         return EXIT_SPEC
     if args.expand:
@@ -102,7 +102,7 @@ def cmd_summary(args) -> int:
     from .views.summary import format_summary, summarize
 
     _check_path(args.spec)
-    spec = _load(args.spec, args, args.input_size)
+    spec = load_for_view(args.spec, args, args.input_size)
     if spec is None:
         return EXIT_SPEC
     result = summarize(spec.analysis, args.depth)
@@ -116,7 +116,7 @@ def cmd_diff(args) -> int:
 
     _check_path(args.a)
     _check_path(args.b)
-    specs = [_load(path, args) for path in (args.a, args.b)]  # both: every problem at once
+    specs = [load_for_view(path, args) for path in (args.a, args.b)]  # both: every problem at once
     if None in specs:
         return EXIT_USAGE
     result = compare(*specs)
