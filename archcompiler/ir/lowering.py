@@ -46,12 +46,12 @@ class LoweringTools:
             except ExprError as exc:
                 self.diag(loc, f"{what}: {exc}")
                 return None
-        ok = {
-            int: isinstance(v, int) and not isinstance(v, bool),
-            float: isinstance(v, (int, float)) and not isinstance(v, bool),
-            bool: isinstance(v, bool),
-            str: isinstance(v, str),
-        }[kind]
+        if kind is int:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif kind is float:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        else:
+            ok = isinstance(v, kind)  # bool or str
         if not ok:
             want = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
             got = str(v).lower() if isinstance(v, bool) else repr(v)
