@@ -353,8 +353,9 @@ class _Lowering(LoweringTools):
         return outputs, aux_outputs, aux_after
 
 
-def lower(spec: Spec, options: LowerOptions = LowerOptions()) -> Graph:
-    """Spec -> Graph. Raises SpecError with every problem found."""
+def lower(spec: Spec, options: LowerOptions = LowerOptions(), shapes: Optional[dict] = None) -> Graph:
+    """Spec -> Graph. Raises SpecError with every problem found. A `shapes` dict receives
+    the shapes inferred while lowering (at the spec's input; failed nodes are absent)."""
     lw = _Lowering(spec, options)
     try:
         graph = lw.network()
@@ -363,6 +364,8 @@ def lower(spec: Spec, options: LowerOptions = LowerOptions()) -> Graph:
     errors = [d for d in lw.diags if d.severity == "error"]
     if errors or graph is None:
         raise SpecError(lw.diags)
+    if shapes is not None:
+        shapes.update(lw.shapes)
     return graph
 
 

@@ -12,6 +12,7 @@ dict lookup, and a window that keeps the length hands back its input itself.
 from __future__ import annotations
 
 ALL = -1  # the mask with no condition (every byte set): `mask & ALL == mask`
+made = [0]  # how many vectors were computed (passes.checks bounds what it keeps)
 
 
 class Sizes:
@@ -20,6 +21,7 @@ class Sizes:
     def __init__(self, values: list):
         self.values = values  # an int per candidate input length
         self.memo: dict = {}
+        made[0] += 1
 
     def map(self, key, fn) -> "Sizes":
         """Sizes(fn(values)), memoised under `key` (which names what fn computes)."""

@@ -15,7 +15,7 @@ from functools import cached_property
 
 from ..ir.graph import Graph
 from ..ops import OPS, IROp, fmt_shape
-from ..ops.sizes import Sizes, at_least, clamp, mask_indices
+from ..ops.sizes import Sizes, at_least, clamp, mask_indices, made as sizes_made
 
 MAX_SEARCH_SIZE = 4096
 _LIST_LIMIT = 24
@@ -162,7 +162,7 @@ def _axis_masks(graph: Graph, keep: bool = False):
     pair is accepted). Every op acts on each axis on its own, so one run gives both."""
     _, h0, w0 = graph.input_shape
     n = MAX_SEARCH_SIZE + 1
-    sizes = Sizes(list(range(n)))
+    sizes = _base_sizes()
     if h0 < n and w0 < n:  # the flatten sizes at the spec's input: read off the same run
         ref = (h0, w0)
     else:
@@ -172,6 +172,19 @@ def _axis_masks(graph: Graph, keep: bool = False):
     if not mh & mw:  # no square size; then no pair at all (the axes are independent)
         mh = mw = 0
     return ((mh, mw), hw) if keep else (mh, mw)
+
+
+_BASE: list = []  # [(Sizes of 0..4096, vectors made when it was)]
+_KEEP_VECTORS = 2000  # about 35 kB each
+
+
+def _base_sizes() -> Sizes:
+    """The input lengths 0..4096, shared by every search in this process: networks with
+    the same stem (a spec and its variants) find their vectors in its memo. Renewed once
+    it holds many vectors, so that memory stays bounded."""
+    if not _BASE or sizes_made[0] - _BASE[0][1] > _KEEP_VECTORS:
+        _BASE[:] = [(Sizes(list(range(MAX_SEARCH_SIZE + 1))), sizes_made[0])]
+    return _BASE[0][0]
 
 
 def accepted_sizes(graph: Graph) -> tuple[SizeRule, SizeRule]:
