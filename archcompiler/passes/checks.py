@@ -10,6 +10,7 @@ only some sizes; a flatten before a linear layer fixes the map size there.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -36,9 +37,14 @@ class SizeRule:
         return frozenset(self.sizes)
 
     def contains(self, n: int) -> bool:
-        return n in self._members if n <= MAX_SEARCH_SIZE else self._beyond(n)
+        if n > MAX_SEARCH_SIZE:
+            return self._beyond(n)
+        i = bisect_left(self.sizes, n)  # the sizes are ascending
+        return i < len(self.sizes) and self.sizes[i] == n
 
     def intersect(self, other: "SizeRule") -> "SizeRule":
+        if self.sizes == other.sizes:  # square networks: height and width alike
+            return SizeRule(self.sizes)
         return SizeRule(tuple(sorted(self._members & other._members)))
 
     def _beyond(self, n: int) -> bool:
