@@ -364,6 +364,10 @@ def entry() -> None:
             except (OSError, ValueError):
                 pass
         os._exit(code)
+    # Exit without a last cycle-collector pass over every object (the spec models, the
+    # IR, pydantic's schemas): ~100 ms of `archc validate specs/*.yaml`, for memory the
+    # OS reclaims anyway. Exit handlers and flushes run as usual.
+    gc.freeze()
     sys.exit(code)
 
 
