@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import sys
-import traceback
 from typing import Optional
 
 from .errors import Diagnostic, MissingExtraError, SpecError, UsageError
@@ -132,6 +130,8 @@ def cmd_validate(args) -> int:
         if not args.json:
             print(format_table(a))
     if args.json:
+        import json
+
         print(json.dumps(results, indent=2))
     return status
 
@@ -152,6 +152,8 @@ def format_table(a) -> str:
 def cmd_schema(args) -> int:
     from .spec.model import json_schema
     from .util import OutputError, atomic_write_text
+
+    import json
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
@@ -338,6 +340,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_OK
     except Exception:  # noqa: BLE001 - the contract: never a traceback unless --debug
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         else:
             print("archc: internal error: this is a bug, please report it (run with --debug "

@@ -206,7 +206,7 @@ class _Lowering(LoweringTools):
         if benv is None:
             return None
         params = tuple((k, benv[k]) for k in blk.param_defaults())
-        key = replay.key(name, benv, self.shapes.get(x), self.current_item)
+        key = replay.key(name, blk, benv, self.shapes.get(x), self.current_item)
         out = replay.replay(self, key, path, x, MAX_NODES) if key is not None else None
         if out is not None:  # lowered before with the same values: its nodes, renamed
             return out

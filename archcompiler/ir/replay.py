@@ -24,11 +24,28 @@ class _Record:
             path, x, nodes, shapes, out, outer)
 
 
-def key(name: str, benv: dict, in_shape, current_item) -> Optional[tuple]:
-    """What the instantiation depends on (None: not replayable). Types are part of the
+class _Same:
+    """A key part equal only to the very same object (which it keeps alive)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Same) and other.obj is self.obj
+
+
+def key(name: str, blk, benv: dict, in_shape, current_item) -> Optional[tuple]:
+    """What the instantiation depends on (None: not replayable): the block template
+    itself (not only its name), its environment, its input's shape. Types are part of the
     key: 1, 1.0 and True are equal in Python but lower differently."""
     try:
-        k = (name, tuple((p, type(v), v) for p, v in benv.items()), in_shape, current_item)
+        k = (name, _Same(blk), tuple((p, type(v), v) for p, v in benv.items()), in_shape,
+             current_item)
         hash(k)
     except TypeError:
         return None

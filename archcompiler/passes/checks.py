@@ -1,11 +1,14 @@
 """Checks against what a spec promises, and the input sizes a network accepts.
 
-The accepted sizes are found for every size from 1 to 4096 at once: each op's vectorised
-spatial rule (`IROp.spatial_rule`) maps numpy arrays of sizes to output sizes and a mask
-of the sizes it accepts. Height and width are independent (every op acts on each axis on
-its own), so the accepted inputs are the pairs (H, W) with H and W each accepted. A
+The accepted sizes are found for every size from 1 to 4096 at once: each op's spatial
+rule (`IROp.spatial_rule`) maps size vectors (ops.sizes: an axis' length at every
+candidate input length) to output vectors and masks of the lengths it accepts. Height and
+width are independent (every op acts on each axis on its own), so one pass gives both
+axes, and the accepted inputs are the pairs (H, W) with H and W each accepted. A
 floor-mode conv concatenated with a ceil-mode pool (BN-Inception's reductions) accepts
-only some sizes; a flatten before a linear layer fixes the map size there.
+only some sizes; a flatten before a linear layer fixes the map size there. Plain Python
+(no numpy): most ops keep the size and cost nothing, and each distinct window is computed
+once per process (a spec and its variants share their stems).
 """
 
 from __future__ import annotations
