@@ -184,7 +184,7 @@ def _axis_masks(graph: Graph, keep: bool = False):
 
 
 _BASE: list = []  # [(Sizes of 0..4096, vectors made when it was)]
-_KEEP_VECTORS = 2000  # about 35 kB each
+_KEEP_VECTORS = 256  # up to ~150 kB each (the shipped specs make ~100)
 
 
 def _base_sizes() -> Sizes:
