@@ -125,7 +125,11 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
     if max(input_shape[1:]) > MAX_INPUT_SIZE:
         raise SpecError(spec.diag(spec.input_loc, f"input {fmt_shape(input_shape)} is larger than "
                                                   f"the limit {MAX_INPUT_SIZE}"))
-    shapes, problems = infer_shapes(graph, input_shape, recover=True)
+    if net.complete and input_shape == tuple(graph.input_shape):  # as lowering found them
+        shapes = {graph.input_name: input_shape, **{n.name: net.shapes[n.name] for n in graph.nodes}}
+        problems: list = []
+    else:
+        shapes, problems = infer_shapes(graph, input_shape, recover=True)
     sizes = accepted_sizes(graph)
     square = sizes[0].intersect(sizes[1])
     min_in = square.min
@@ -145,12 +149,15 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
     reports = []
     prev_depth = 0
     stage_depth = {}
+    by_stage: dict = {}
+    for n in graph.nodes:
+        by_stage.setdefault(n.stage, []).append(n)
     for st in graph.stages:
         base = prev_depth
         if st.kind == "aux":
             aux = next(a for a in spec.aux if a.name == st.name)
             base = stage_depth.get(aux.after, 0)
-        nodes = [n for n in graph.nodes if n.stage == st.name]
+        nodes = by_stage.get(st.name, ())
         reports.append(StageReport(
             st.name, st.kind, tuple(shapes[st.output]), depths[st.output] - base,
             sum(nparams[n.name] for n in nodes), sum(nmacs[n.name] for n in nodes)))

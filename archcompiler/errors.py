@@ -14,6 +14,10 @@ class Location:
     line: int = 1
     column: int = 1
 
+    # faster than the frozen dataclass's own __init__ (the YAML reader makes one per value)
+    def __init__(self, file, line=1, column=1):
+        object.__setattr__(self, "__dict__", {"file": file, "line": line, "column": column})
+
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
 

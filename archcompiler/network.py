@@ -25,15 +25,21 @@ class Network:
     graph: Graph  # trunk, head and every aux head
     shapes: dict  # at the spec's input size (nodes whose shape fails are absent)
     aux_default: frozenset  # the aux heads the spec turns on
+    complete: bool = False  # every node has a shape at the spec's input (no problem)
 
 
 def lower_network(spec: Spec, classes: Optional[int] = None) -> Network:
     """The whole network (every aux head lowered). Raises SpecError."""
-    graph = lower(spec, LowerOptions(classes=classes, aux=True))
-    shapes, _ = infer_shapes(graph, recover=True)
+    shapes: dict = {}
+    graph = lower(spec, LowerOptions(classes=classes, aux=True), shapes)
+    # lowering inferred every shape already (for `$in`) unless some op failed: then the
+    # shapes pass, which goes on past a failed residual add
+    complete = len(shapes) == len(graph.nodes) + 1
+    if not complete:
+        shapes, _ = infer_shapes(graph, recover=True)
     default_on = frozenset(_aux_enabled(spec))
     return Network(spec, classes if classes is not None else spec.classes, graph, shapes,
-                   default_on)
+                   default_on, complete)
 
 
 def _aux_enabled(spec: Spec):

@@ -45,6 +45,9 @@ class FrozenAttrs(Mapping):
         return (FrozenAttrs, (self._data,))
 
 
+_FACTORY = object()  # Node's attrs not given: a fresh empty FrozenAttrs
+
+
 def frozen_attrs(attrs: Mapping) -> Mapping:
     return FrozenAttrs(attrs)
 
@@ -74,6 +77,15 @@ class Node:
     # attribute -> (Expr, scaled by width) where a value came from a parameter
     # expression: the generated source writes the expression, not the number
     srcs: tuple = ()
+
+    # The dataclass's own __init__ sets each field through object.__setattr__ (frozen):
+    # 2.5x slower, and lowering makes a node per op (the dataclass keeps this one).
+    def __init__(self, name, op, inputs, attrs=_FACTORY, loc=None, stage="", scope=(),
+                 item="", spec_op="", srcs=()):
+        object.__setattr__(self, "__dict__", {
+            "name": name, "op": op, "inputs": inputs,
+            "attrs": FrozenAttrs() if attrs is _FACTORY else attrs, "loc": loc, "stage": stage,
+            "scope": scope, "item": item, "spec_op": spec_op, "srcs": srcs})
 
     def with_(self, **changes) -> "Node":
         if "attrs" in changes:

@@ -22,6 +22,7 @@ from ..spec import model as m
 from ..spec.expr import Expr, ExprError
 from ..spec.loader import Spec
 from ..spec.yaml_io import LocDict
+from . import replay
 from .graph import Graph, Node, Scope, Stage, frozen_attrs
 from .lowering import MAX_CHANNELS, MAX_KERNEL, MAX_STRIDE, LoweringTools, check_unused_params  # noqa: F401
 
@@ -206,19 +207,28 @@ class _Lowering(LoweringTools):
         if benv is None:
             return None
         params = tuple((k, benv[k]) for k in blk.param_defaults())
+        key = replay.key(name, blk, benv, self.shapes.get(x), self.current_item)
+        out = replay.replay(self, key, path, x, MAX_NODES) if key is not None else None
+        if out is not None:  # lowered before with the same values: its nodes, renamed
+            return out
+        start, ndiags = len(self.nodes), len(self.diags)
         self.block_stack.append(name)
         self.block_sites.append((name, loc))
         self.scopes.append(Scope(path, name, params, cin))
         try:
             if blk.seq is not None:
-                return self.seq(blk.seq, path, x, benv)
-            if blk.concat is not None:
-                return self.concat(blk.concat, path, x, benv, blk.loc)
-            return self.residual(blk.residual, path, x, benv)
+                out = self.seq(blk.seq, path, x, benv)
+            elif blk.concat is not None:
+                out = self.concat(blk.concat, path, x, benv, blk.loc)
+            else:
+                out = self.residual(blk.residual, path, x, benv)
         finally:
             self.block_stack.pop()
             self.block_sites.pop()
             self.scopes.pop()
+        if key is not None and len(self.diags) == ndiags:
+            replay.record(self, key, path, x, start, out)
+        return out
 
     def block_env(self, blk: m.BlockDef, name: str, with_: dict, ref, env: dict,
                   cin: Optional[int]) -> Optional[dict]:
@@ -374,8 +384,9 @@ def copy_of(st: m.Stage, i: int) -> tuple:
     return st.block, with_, ov if ov.with_ else st
 
 
-def lower(spec: Spec, options: LowerOptions = LowerOptions()) -> Graph:
-    """Spec -> Graph. Raises SpecError with every problem found."""
+def lower(spec: Spec, options: LowerOptions = LowerOptions(), shapes: Optional[dict] = None) -> Graph:
+    """Spec -> Graph. Raises SpecError with every problem found. A `shapes` dict receives
+    the shapes inferred while lowering (at the spec's input; failed nodes are absent)."""
     lw = _Lowering(spec, options)
     try:
         graph = lw.network()
@@ -384,6 +395,8 @@ def lower(spec: Spec, options: LowerOptions = LowerOptions()) -> Graph:
     errors = [d for d in lw.diags if d.severity == "error"]
     if errors or graph is None:
         raise SpecError(lw.diags)
+    if shapes is not None:
+        shapes.update(lw.shapes)
     return graph
 
 

@@ -46,12 +46,12 @@ class LoweringTools:
             except ExprError as exc:
                 self.diag(loc, f"{what}: {exc}")
                 return None
-        ok = {
-            int: isinstance(v, int) and not isinstance(v, bool),
-            float: isinstance(v, (int, float)) and not isinstance(v, bool),
-            bool: isinstance(v, bool),
-            str: isinstance(v, str),
-        }[kind]
+        if kind is int:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif kind is float:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        else:
+            ok = isinstance(v, kind)  # bool or str
         if not ok:
             want = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
             got = str(v).lower() if isinstance(v, bool) else repr(v)
@@ -178,22 +178,24 @@ def check_unused_params(spec: Spec) -> list[Diagnostic]:
     return out
 
 
-def _expr_names(obj) -> set:
+def _expr_names(obj, out: Optional[set] = None) -> set:
+    """Every parameter name the expressions inside obj use."""
+    out = set() if out is None else out
     if isinstance(obj, Expr):
-        return obj.names()
-    if isinstance(obj, (list, tuple)):
-        out: set = set()
+        out |= obj.names()
+    elif isinstance(obj, (list, tuple)):
         for x in obj:
-            out |= _expr_names(x)
-        return out
-    if isinstance(obj, dict):
-        out = set()
+            if not isinstance(x, _LEAVES):
+                _expr_names(x, out)
+    elif isinstance(obj, dict):
         for x in obj.values():
-            out |= _expr_names(x)
-        return out
-    if isinstance(obj, m.Located):
-        out = set()
-        for fname in type(obj).model_fields:
-            out |= _expr_names(getattr(obj, fname))
-        return out
-    return set()
+            if not isinstance(x, _LEAVES):
+                _expr_names(x, out)
+    elif isinstance(obj, m.Located):  # its fields' values (a strict model has no extras)
+        for x in obj.__dict__.values():
+            if not isinstance(x, _LEAVES):
+                _expr_names(x, out)
+    return out
+
+
+_LEAVES = (str, int, float, type(None))  # values that hold no expression

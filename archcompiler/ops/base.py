@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Mapping, Optional
 
+from .sizes import ALL
+
 Shape = tuple[int, ...]
 
 
@@ -91,11 +93,13 @@ class IROp:
         return ins[0]
 
     def spatial_rule(self, attrs: Mapping, ins: list):
-        """Vectorised spatial sizes for the input-size search (passes.checks): `ins` are
-        (H, W) pairs of numpy int arrays (one entry per candidate input size). Returns
-        (H, W, ok): the output sizes and a boolean array of the sizes this op accepts."""
+        """Spatial sizes for the input-size search (passes.checks): `ins` are (H, W) pairs
+        of `ops.sizes.Sizes` (an axis' length at every candidate input length). Returns
+        (H, W, ok_h, ok_w): the output vectors and the masks of the input lengths this op
+        accepts along each axis (ops.sizes: ALL for no condition). Most ops keep the
+        size: they hand back their input's vectors, and the search skips them."""
         h, w = ins[0]
-        return h, w, True
+        return h, w, ALL, ALL
 
     def param_shapes(self, attrs: Mapping, ins: list[Shape]) -> dict[str, Shape]:
         """Trainable parameters (counted in the parameter total)."""

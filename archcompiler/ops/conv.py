@@ -9,7 +9,8 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt
 
 from ..spec.types import IntE, IntP, ItemBase, Located, PaddingP, PairP, Padding
 from .activation import ActName, ActP, emit_act
-from .base import IROp, ShapeError, SpecOp, kxk, onnx_pads, spatial, window_extent
+from .base import IROp, ShapeError, SpecOp, kxk, onnx_pads, spatial
+from .sizes import ALL, window
 from .sugar import number_or_expr, parse_flags, take_kernel, take_number
 
 MAX_KERNEL, MAX_CHANNELS = 64, 1 << 16
@@ -258,10 +259,14 @@ class Conv2d(IROp):
                              f"the {k} window, the map would vanish: the network input is too small")
         return (attrs["out_channels"], ho, wo)
 
-    def spatial_rule(self, attrs, ins):
+    def spatial_rule(self, attrs, ins):  # _run drops input lengths where an output is < 1
         h, w = ins[0]
-        ho, wo = self._out(attrs, h, w)
-        return ho, wo, (ho >= 1) & (wo >= 1)
+        (eh, ew), (sh, sw), (dh, dw) = _span(attrs), attrs["stride"], attrs.get("dilation", (1, 1))
+        if attrs["padding"] == "tf_same":
+            return _tf_same_sizes(h, eh, sh), _tf_same_sizes(w, ew, sw), ALL, ALL
+        t, b, l, r = conv_pads(attrs, 0, 0)
+        (kh, kw) = attrs["kernel"]
+        return window(h, kh, sh, t, b, dh), window(w, kw, sw, l, r, dw), ALL, ALL
 
     def param_shapes(self, attrs, ins):
         kh, kw = attrs["kernel"]
@@ -364,14 +369,24 @@ def _onnx_same_pad(g, x, a):
     return g.node("Pad", [x, pads], suffix="padded")
 
 
+def _tf_same_sizes(v, span: int, stride: int):
+    """Output lengths of a TF-SAME conv (the padding depends on the length)."""
+    def rule(xs):
+        out = []
+        for x in xs:
+            p = (-(-x // stride) - 1) * stride + span - x
+            out.append((x + (p if p > 0 else 0) - span) // stride + 1)
+        return out
+    return v.map(("tf_same", span, stride), rule)
+
+
 def _window_rule(attrs, ins, ceil: bool):
-    """Vectorised output sizes of a sliding window (see IROp.spatial_rule). An axis the
-    window keeps as it is (stride 1, padding (k-1)/2) returns its input array itself."""
+    """Output sizes of a sliding window (see IROp.spatial_rule). An axis the window
+    keeps as it is (stride 1, padding (k-1)/2) hands back its input vector itself."""
     h, w = ins[0]
     (kh, kw), (sh, sw), (ph, pw) = attrs["kernel"], attrs["stride"], attrs["padding"]
-    ho = h if sh == 1 and 2 * ph == kh - 1 else window_extent(h, kh, sh, ph, ceil=ceil)
-    wo = w if sw == 1 and 2 * pw == kw - 1 else window_extent(w, kw, sw, pw, ceil=ceil)
-    return ho, wo, True  # _run drops sizes where an output falls below 1
+    return (window(h, kh, sh, ph, ph, ceil=ceil), window(w, kw, sw, pw, pw, ceil=ceil),
+            ALL, ALL)  # _run drops input lengths where an output falls below 1
 
 
 SPEC_OPS = (Conv(),)

@@ -6,15 +6,13 @@ per-channel scale) and `drop_path` (stochastic depth) are spec ops of their own.
 from __future__ import annotations
 
 import operator
-
-import numpy as np
-
 from typing import Literal, Optional
 
 from pydantic import Field
 
 from ..spec.types import ItemBase, NumP
 from .base import IROp, ShapeError, SpecOp, fmt_shape
+from .sizes import ALL, broadcast as broadcast_sizes, equal
 from .sugar import number_or_expr, OpStringError
 from .torch_modules import DROP_PATH_SRC, SCALE_SRC
 
@@ -37,13 +35,11 @@ class Concat(IROp):
 
     def spatial_rule(self, attrs, ins):
         h, w = ins[0]
-        ok = True
-        for h2, w2 in ins[1:]:  # the same arrays (branches that keep the size): equal
-            if h2 is not h:
-                ok = ok & (h2 == h)
-            if w2 is not w:
-                ok = ok & (w2 == w)
-        return h, w, ok
+        ok_h = ok_w = ALL
+        for h2, w2 in ins[1:]:  # the same vectors (branches that keep the size): equal
+            ok_h &= equal(h, h2)
+            ok_w &= equal(w, w2)
+        return h, w, ok_h, ok_w
 
     def param_bound(self, attrs, in_channels):
         return 0, sum(in_channels)
@@ -80,12 +76,7 @@ class ScaleAdd(IROp):
 
     def spatial_rule(self, attrs, ins):
         (h, w), (h2, w2) = ins
-        ok = True
-        if h2 is not h:
-            ok = ok & (h == h2)
-        if w2 is not w:
-            ok = ok & (w == w2)
-        return h, w, ok
+        return h, w, equal(h, h2), equal(w, w2)
 
     def torch_emit(self, graph, torch, node, args):
         x, r = args  # timm's order of operations: conv2d(out) * scale + x
@@ -140,6 +131,8 @@ class BiasAdd(IROp):
         return {"bias": (ins[0][0],)}
 
     def init(self, param, shape, scheme, rng, node_name):
+        import numpy as np  # here: `archc validate` never imports numpy
+
         return np.zeros(shape)
 
     def torch_module(self, nn, attrs, ins):
@@ -165,10 +158,11 @@ class Add(IROp):
 
     def spatial_rule(self, attrs, ins):
         h, w = ins[0]
-        ok = True
+        ok_h = ok_w = ALL
         for h2, w2 in ins[1:]:
-            ok = ok & (h2 == h) & (w2 == w)
-        return h, w, ok
+            ok_h &= equal(h, h2)
+            ok_w &= equal(w, w2)
+        return h, w, ok_h, ok_w
 
     def torch_emit(self, graph, torch, node, args):
         y = args[0]
@@ -211,14 +205,14 @@ class Mul(IROp):
         return keep or list(range(n))
 
     def spatial_rule(self, attrs, ins):
-        import numpy as np
-
         h, w = ins[0]
-        ok = True
+        ok_h = ok_w = ALL
         for h2, w2 in ins[1:]:
-            ok = ok & ((h2 == h) | (h2 == 1) | (h == 1)) & ((w2 == w) | (w2 == 1) | (w == 1))
-            h, w = np.maximum(h, h2), np.maximum(w, w2)
-        return h, w, ok
+            m, h = broadcast_sizes(h, h2)
+            ok_h &= m
+            m, w = broadcast_sizes(w, w2)
+            ok_w &= m
+        return h, w, ok_h, ok_w
 
     def torch_emit(self, graph, torch, node, args):
         y = args[0]
@@ -275,6 +269,8 @@ class LayerScale(IROp):
         return in_channels[0], in_channels[0]
 
     def init_from_attrs(self, attrs, param, shape):
+        import numpy as np
+
         return np.full(shape, float(attrs["init"]))
 
     def torch_module(self, nn, attrs, ins):

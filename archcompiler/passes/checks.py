@@ -1,22 +1,25 @@
 """Checks against what a spec promises, and the input sizes a network accepts.
 
-The accepted sizes are found for every size from 1 to 4096 at once: each op's vectorised
-spatial rule (`IROp.spatial_rule`) maps numpy arrays of sizes to output sizes and a mask
-of the sizes it accepts. Height and width are independent (every op acts on each axis on
-its own), so the accepted inputs are the pairs (H, W) with H and W each accepted. A
+The accepted sizes are found for every size from 1 to 4096 at once: each op's spatial
+rule (`IROp.spatial_rule`) maps size vectors (ops.sizes: an axis' length at every
+candidate input length) to output vectors and masks of the lengths it accepts. Height and
+width are independent (every op acts on each axis on its own), so one pass gives both
+axes, and the accepted inputs are the pairs (H, W) with H and W each accepted. A
 floor-mode conv concatenated with a ceil-mode pool (BN-Inception's reductions) accepts
-only some sizes; a flatten before a linear layer fixes the map size there.
+only some sizes; a flatten before a linear layer fixes the map size there. Plain Python
+(no numpy): most ops keep the size and cost nothing, and each distinct window is computed
+once per process (a spec and its variants share their stems).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-
 from ..ir.graph import Graph
-from ..ops import OPS, fmt_shape
+from ..ops import OPS, IROp, fmt_shape
+from ..ops.sizes import Sizes, at_least, clamp, mask_indices, made as sizes_made
 
 MAX_SEARCH_SIZE = 4096
 _LIST_LIMIT = 24
@@ -37,9 +40,14 @@ class SizeRule:
         return frozenset(self.sizes)
 
     def contains(self, n: int) -> bool:
-        return n in self._members if n <= MAX_SEARCH_SIZE else self._beyond(n)
+        if n > MAX_SEARCH_SIZE:
+            return self._beyond(n)
+        i = bisect_left(self.sizes, n)  # the sizes are ascending
+        return i < len(self.sizes) and self.sizes[i] == n
 
     def intersect(self, other: "SizeRule") -> "SizeRule":
+        if self.sizes == other.sizes:  # square networks: height and width alike
+            return SizeRule(self.sizes)
         return SizeRule(tuple(sorted(self._members & other._members)))
 
     def _beyond(self, n: int) -> bool:
@@ -92,20 +100,17 @@ def symbolic_dims(graph: Graph, shapes: dict, names=("height", "width")) -> dict
     same name exactly when they are equal at every accepted input size; a value equal to
     the input's keeps its name; others are named after their size at the spec's input
     (`height_35`: 35 at the default input)."""
-    mh, mw = _axis_masks(graph)
-    sizes = np.arange(MAX_SEARCH_SIZE + 1, dtype=np.int64)
-    _, h0, w0 = graph.input_shape
+    (mh, mw), hw = _axis_masks(graph, keep=True)
     out: dict = {}
     for axis, mask in ((0, mh), (1, mw)):
-        hs = sizes if axis == 0 else np.full_like(sizes, h0)
-        ws = np.full_like(sizes, w0) if axis == 0 else sizes
-        hw = _run(graph, hs, ws, keep=True)[2]
+        keep = mask_indices(mask, MAX_SEARCH_SIZE + 1)
         keys: dict = {}
         base = names[axis]
-        ident = hw[graph.input_name][axis][mask].tobytes()
+        values = hw[graph.input_name][axis].values
+        ident = tuple(values[n] for n in keep)
         for node in graph.nodes:
-            arr = hw[node.name][axis][mask]
-            key = arr.tobytes()
+            values = hw[node.name][axis].values
+            key = tuple(values[n] for n in keep)
             if key == ident:
                 name = base
             elif key in keys:
@@ -121,64 +126,86 @@ def symbolic_dims(graph: Graph, shapes: dict, names=("height", "width")) -> dict
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _run(graph: Graph, hs: np.ndarray, ws: np.ndarray, ref: dict | None = None, keep: bool = False):
-    """Which (H, W) pairs (elementwise) every op accepts; and the map size entering each
-    flatten (whose vector length, hence the next linear's weights, fixes the size there:
-    `ref` holds those sizes at the spec's own input)."""
+# the ops whose spatial rule keeps the size (IROp's own): the search passes them by
+_KEEPS = frozenset(name for name, op in OPS.items() if type(op).spatial_rule is IROp.spatial_rule)
+
+
+def _run(graph: Graph, hs: Sizes, ws: Sizes, ref):
+    """The input lengths every op accepts, per axis (masks: ops.sizes); the map size
+    entering each flatten (whose vector length, hence the next linear's weights, fixes
+    the size there: `ref` holds those sizes at the spec's own input, or is the (H, W)
+    index where this run's vectors hold them); and every node's vectors."""
     hw = {graph.input_name: (hs, ws)}
-    ok = (hs >= 1) & (ws >= 1)
+    ok_h = at_least(hs, 1)
+    ok_w = at_least(ws, 1)
     flat: dict = {}
     for node in graph.nodes:
+        if node.op in _KEEPS:  # most ops keep the map size: no work then
+            hw[node.name] = hw[node.inputs[0]]
+            continue
         ins = [hw[i] for i in node.inputs]
-        h, w, accepted = OPS[node.op].spatial_rule(node.attrs, ins)
-        if accepted is not True:
-            ok &= accepted
-        # most ops keep the map size and hand back their input's arrays: no work then
+        h, w, mh, mw = OPS[node.op].spatial_rule(node.attrs, ins)
         if h is not ins[0][0]:
-            h = np.broadcast_to(h, hs.shape)
-            ok &= h >= 1
-            h = np.maximum(h, 1)
+            m, h = clamp(h)
+            mh &= m
         if w is not ins[0][1]:
-            w = np.broadcast_to(w, hs.shape)
-            ok &= w >= 1
-            w = np.maximum(w, 1)
+            m, w = clamp(w)
+            mw &= m
         if node.op == "flatten":
-            flat[node.name] = ins[0]
-            if ref is not None:
-                ok &= (ins[0][0] == ref[node.name][0]) & (ins[0][1] == ref[node.name][1])
+            fh, fw = flat[node.name] = ins[0]
+            if isinstance(ref, tuple):
+                rh, rw = fh.values[ref[0]], fw.values[ref[1]]
+            else:
+                rh, rw = ref[node.name]
+            mh &= fh.mask(("is", rh), lambda xs: [x == rh for x in xs])
+            mw &= fw.mask(("is", rw), lambda xs: [x == rw for x in xs])
+        ok_h &= mh
+        ok_w &= mw
         hw[node.name] = (h, w)
-    return (ok, flat, hw) if keep else (ok, flat)
+    return ok_h, ok_w, flat, hw
 
 
-def _axis_masks(graph: Graph) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean arrays over sizes 0..4096: the heights and the widths the network accepts
-    (each with the other axis at an accepted value)."""
-    sizes = np.arange(MAX_SEARCH_SIZE + 1, dtype=np.int64)
+def _axis_masks(graph: Graph, keep: bool = False):
+    """Masks over lengths 0..4096 (ops.sizes): the heights and the widths the network
+    accepts (each with the other axis at an accepted value; none at all when no (H, W)
+    pair is accepted). Every op acts on each axis on its own, so one run gives both."""
     _, h0, w0 = graph.input_shape
-    _, flat = _run(graph, np.array([h0]), np.array([w0]))
-    ref = {k: (int(v[0][0]), int(v[1][0])) for k, v in flat.items()}
-    square, _ = _run(graph, sizes, sizes, ref)
-    if not square.any():
-        return square, square
-    # the other axis at a size that works: the spec's own if it does
-    fix_w = w0 if w0 <= MAX_SEARCH_SIZE and _run(graph, sizes, np.full_like(sizes, w0), ref)[0].any() \
-        else int(np.flatnonzero(square)[0])
-    mh, _ = _run(graph, sizes, np.full_like(sizes, fix_w), ref)
-    fix_h = int(np.flatnonzero(mh)[0]) if h0 > MAX_SEARCH_SIZE or not mh[h0] else h0
-    mw, _ = _run(graph, np.full_like(sizes, fix_h), sizes, ref)
-    return mh, mw
+    n = MAX_SEARCH_SIZE + 1
+    sizes = _base_sizes()
+    if h0 < n and w0 < n:  # the flatten sizes at the spec's input: read off the same run
+        ref = (h0, w0)
+    else:
+        flat = _run(graph, Sizes([h0]), Sizes([w0]), (0, 0))[2]
+        ref = {k: (fh.values[0], fw.values[0]) for k, (fh, fw) in flat.items()}
+    mh, mw, _, hw = _run(graph, sizes, sizes, ref)
+    if not mh & mw:  # no square size; then no pair at all (the axes are independent)
+        mh = mw = 0
+    return ((mh, mw), hw) if keep else (mh, mw)
+
+
+_BASE: list = []  # [(Sizes of 0..4096, vectors made when it was)]
+_KEEP_VECTORS = 256  # up to ~150 kB each (the shipped specs make ~100)
+
+
+def _base_sizes() -> Sizes:
+    """The input lengths 0..4096, shared by every search in this process: networks with
+    the same stem (a spec and its variants) find their vectors in its memo. Renewed once
+    it holds many vectors, so that memory stays bounded."""
+    if not _BASE or sizes_made[0] - _BASE[0][1] > _KEEP_VECTORS:
+        _BASE[:] = [(Sizes(list(range(MAX_SEARCH_SIZE + 1))), sizes_made[0])]
+    return _BASE[0][0]
 
 
 def accepted_sizes(graph: Graph) -> tuple[SizeRule, SizeRule]:
     """(heights, widths) the network accepts (each up to 4096)."""
     mh, mw = _axis_masks(graph)
-    return (SizeRule(tuple(int(n) for n in np.flatnonzero(mh))),
-            SizeRule(tuple(int(n) for n in np.flatnonzero(mw))))
+    n = MAX_SEARCH_SIZE + 1
+    return SizeRule(tuple(mask_indices(mh, n))), SizeRule(tuple(mask_indices(mw, n)))
 
 
 def square_sizes(graph: Graph) -> SizeRule:
     mh, mw = _axis_masks(graph)
-    return SizeRule(tuple(int(n) for n in np.flatnonzero(mh & mw)))
+    return SizeRule(tuple(mask_indices(mh & mw, MAX_SEARCH_SIZE + 1)))
 
 
 def min_input_size(graph: Graph) -> int | None:

@@ -9,7 +9,12 @@ from __future__ import annotations
 import math
 
 from ..ir.graph import Graph
-from ..ir.ops import OPS, Shape
+from ..ir.ops import OPS, OpDef, Shape
+
+# ops that keep IROp's own rule (most: activations, concat, pooling...): nothing to count
+_NO_PARAMS = frozenset(n for n, op in OPS.items() if type(op).param_shapes is OpDef.param_shapes)
+_NO_MACS = frozenset(n for n, op in OPS.items() if type(op).macs is OpDef.macs)
+_NO_BOUND = frozenset(n for n, op in OPS.items() if type(op).param_bound is OpDef.param_bound)
 
 
 def param_shapes(graph: Graph, shapes: dict[str, Shape]) -> dict[str, Shape]:
@@ -34,6 +39,9 @@ def buffer_shapes(graph: Graph, shapes: dict[str, Shape]) -> dict[str, Shape]:
 def node_params(graph: Graph, shapes: dict[str, Shape]) -> dict[str, int]:
     out = {}
     for node in graph.nodes:
+        if node.op in _NO_PARAMS:
+            out[node.name] = 0
+            continue
         ins = [shapes[i] for i in node.inputs]
         out[node.name] = sum(math.prod(s) for s in OPS[node.op].param_shapes(node.attrs, ins).values())
     return out
@@ -41,7 +49,8 @@ def node_params(graph: Graph, shapes: dict[str, Shape]) -> dict[str, int]:
 
 def node_macs(graph: Graph, shapes: dict[str, Shape]) -> dict[str, int]:
     return {
-        node.name: OPS[node.op].macs(node.attrs, [shapes[i] for i in node.inputs], shapes[node.name])
+        node.name: 0 if node.op in _NO_MACS else
+        OPS[node.op].macs(node.attrs, [shapes[i] for i in node.inputs], shapes[node.name])
         for node in graph.nodes
     }
 
@@ -54,6 +63,9 @@ def params_upper_bounds(graph: Graph) -> dict[str, int]:
     ch: dict[str, int] = {graph.input_name: graph.input_shape[0]}
     out: dict[str, int] = {}
     for node in graph.nodes:
+        if node.op in _NO_BOUND:  # IROp's rule: no parameters, the first input's channels
+            out[node.name], ch[node.name] = 0, ch.get(node.inputs[0], 0) if node.inputs else 0
+            continue
         out[node.name], ch[node.name] = OPS[node.op].param_bound(
             node.attrs, [ch.get(i, 0) for i in node.inputs])
     return out

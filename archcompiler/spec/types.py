@@ -78,16 +78,20 @@ class Located(BaseModel):
     def _remember_location(cls, data, handler):
         model = handler(data)
         if isinstance(data, LocDict):
-            model._loc = data.loc
-            model._key_locs = data.key_locs
+            private = model.__pydantic_private__
+            private["_loc"] = data.loc
+            private["_key_locs"] = data.key_locs
         return model
 
+    # The private attributes are read from pydantic's dict directly: `self._loc` goes
+    # through BaseModel.__getattr__ (slow), and lowering reads a location per item.
     @property
     def loc(self) -> Optional[Location]:
-        return self._loc
+        return self.__pydantic_private__["_loc"]
 
     def key_loc(self, key: str) -> Optional[Location]:
-        return self._key_locs.get(key, self._loc)
+        private = self.__pydantic_private__
+        return private["_key_locs"].get(key, private["_loc"])
 
 
 def _dollar(v):

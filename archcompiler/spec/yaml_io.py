@@ -177,40 +177,45 @@ def _scan(text: str, display: str, loader_cls) -> None:
     anchors: dict = {}  # name -> [start, end, [alias uses]] of its latest definition
     spans: list = []
     open_anchors: list = []  # the anchor (or None) of each open collection
-    for event in yaml.parse(text, Loader=loader_cls):
+    scalar, alias = yaml.ScalarEvent, yaml.AliasEvent
+    starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+    ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    for event in yaml.parse(text, Loader=loader_cls):  # dispatched on the exact event type
         events += 1
-        anchor = getattr(event, "anchor", None)
-        if isinstance(event, yaml.AliasEvent):
-            if anchor in anchors:
-                anchors[anchor][2].append(mark_loc(display, event.start_mark))
-        elif anchor is not None and isinstance(event, yaml.ScalarEvent):
-            anchors[anchor] = [event.start_mark, event.end_mark, [], anchor]
-            spans.append(anchors[anchor])
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            open_anchors.append(anchor)
-            if anchor is not None:
-                anchors[anchor] = [event.start_mark, None, [], anchor]
-                spans.append(anchors[anchor])
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)) and open_anchors:
-            name = open_anchors.pop()
-            if name is not None and anchors[name][1] is None:
-                anchors[name][1] = event.end_mark
         if events > MAX_EVENTS:
             raise SpecError(
                 error(mark_loc(display, event.start_mark),
                       f"document too large: more than {MAX_EVENTS} YAML values and collections "
                       "(a documented limit; specs are small, use block templates and repeat)")
             )
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+        cls = type(event)
+        if cls is scalar:
+            anchor = event.anchor
+            if anchor is not None:
+                anchors[anchor] = [event.start_mark, event.end_mark, [], anchor]
+                spans.append(anchors[anchor])
+        elif cls in starts:
+            anchor = event.anchor
+            open_anchors.append(anchor)
+            if anchor is not None:
+                anchors[anchor] = [event.start_mark, None, [], anchor]
+                spans.append(anchors[anchor])
             depth += 1
             if depth > MAX_DEPTH:
                 raise SpecError(
                     error(mark_loc(display, event.start_mark),
                           f"nesting deeper than {MAX_DEPTH} levels (a documented limit)")
                 )
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+        elif cls in ends:
+            if open_anchors:
+                name = open_anchors.pop()
+                if name is not None and anchors[name][1] is None:
+                    anchors[name][1] = event.end_mark
             depth -= 1
-        elif isinstance(event, yaml.DocumentStartEvent):
+        elif cls is alias:
+            if event.anchor in anchors:
+                anchors[event.anchor][2].append(mark_loc(display, event.start_mark))
+        elif cls is yaml.DocumentStartEvent:
             docs += 1
             if docs > 1:
                 raise SpecError(

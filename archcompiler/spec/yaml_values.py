@@ -75,6 +75,7 @@ _NULL = {"", "~", "null", "Null", "NULL"}
 _TRUE = {"true", "True", "TRUE"}
 _FALSE = {"false", "False", "FALSE"}
 _YAML11_BOOL = {"yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"}
+_NUMBER_START = frozenset("+-.0123456789")  # every number pattern here starts with one
 _LEADING_ZERO = re.compile(r"[-+]?0[0-9]+\Z")
 _SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?\Z")
 _YAML11_INT = re.compile(r"[-+]?(0b[01_]+|[0-9][0-9_]*_[0-9_]*)\Z")
@@ -210,6 +211,10 @@ class Converter:
                 self.diags.append(error(loc, f"number {_short(text)} has too many digits"))
                 return 0.0
             return text
+        if text[0] not in _NUMBER_START:  # a word (an op string, a name): no pattern below applies
+            if not is_key and text in _YAML11_BOOL:
+                self._yaml11_bool(text, loc)
+            return text
         if _INT_DEC.match(text):
             if _LEADING_ZERO.match(text):
                 self.diags.append(
@@ -233,10 +238,7 @@ class Converter:
         if is_key:
             return text
         if text in _YAML11_BOOL:
-            self.diags.append(
-                error(loc, f"{text!r} is a boolean in YAML 1.1 but a string in YAML 1.2: "
-                           "write true or false, or quote it if you mean the string")
-            )
+            self._yaml11_bool(text, loc)
         elif _SEXAGESIMAL.match(text):
             self.diags.append(
                 error(loc, f"{text!r} is a base-60 number in YAML 1.1 and a string in YAML 1.2: "
@@ -252,6 +254,12 @@ class Converter:
                            "or quote it if you mean the string")
             )
         return text
+
+    def _yaml11_bool(self, text: str, loc: Location) -> None:
+        self.diags.append(
+            error(loc, f"{text!r} is a boolean in YAML 1.1 but a string in YAML 1.2: "
+                       "write true or false, or quote it if you mean the string")
+        )
 
     def checked_int(self, value: int, text: str, loc: Location) -> int:
         if abs(value) > MAX_INT:
