@@ -15,6 +15,16 @@ import time
 from typing import Optional, TextIO
 
 
+_ACTIVE: list = []  # the progress lines being shown
+
+
+def poke() -> None:
+    """A new step began (writing an output): redraw the progress line now, not at the
+    next tick, so that a short step is seen too."""
+    for p in list(_ACTIVE):
+        p._draw()
+
+
 class Progress:
     def __init__(self, label: str, stream: Optional[TextIO] = None, delay: float = 1.0,
                  interval: float = 0.2, enabled: bool = True):
@@ -33,6 +43,8 @@ class Progress:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._shown = False
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
 
     def _text(self, elapsed: float) -> str:
         from . import util
@@ -49,29 +61,40 @@ class Progress:
             text = f"writing {', '.join(out for _, out in writing)} ({size / 2**20:.1f} MiB)"
         return f"archc: {text} ... {elapsed:.0f} s"
 
-    def _run(self) -> None:
-        start = time.monotonic()
-        if self._stop.wait(self.delay):
-            return
-        while True:
+    def _draw(self) -> bool:
+        """Write the line once (from the ticking thread, or at once through `poke`)."""
+        with self._lock:
+            elapsed = time.monotonic() - self._start
+            if self._stop.is_set() or elapsed < self.delay:
+                return True
             try:
-                self.stream.write("\r\033[K" + self._text(time.monotonic() - start))
+                self.stream.write("\r\033[K" + self._text(elapsed))
                 self.stream.flush()
                 self._shown = True
             except (OSError, ValueError):
-                return
+                return False
+            return True
+
+    def _run(self) -> None:
+        if self._stop.wait(self.delay):
+            return
+        while self._draw():
             if self._stop.wait(self.interval):
                 return
 
     def __enter__(self) -> "Progress":
+        self._start = time.monotonic()
         if self.enabled:
+            _ACTIVE.append(self)
             self._thread = threading.Thread(target=self._run, name="archc-progress", daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._thread is not None:
-            self._stop.set()
+            _ACTIVE.remove(self)
+            with self._lock:
+                self._stop.set()
             self._thread.join()
             if self._shown:
                 try:

@@ -317,6 +317,9 @@ def atomic_outputs(paths: Sequence[str], suffixes: Optional[Sequence[str]] = Non
             tmps.append(tmp)
             fds.append(fd)
         WRITING.extend(zip(tmps, paths))
+        from .progress import poke
+
+        poke()  # the progress line says "writing ..." from now on
         try:
             yield list(tmps)
         except OutputError:

@@ -262,7 +262,9 @@ def test_residual_scale_is_a_spec_parameter():
     spec = ac.load_spec(SPECS / "variants" / "inception_resnet_v2_scale03.yaml")
     model = build(spec)
     scales = {n.attrs["scale"] for n in model.ir.nodes if n.op == "scale_add"}
-    assert scales == {0.3, 1.0}
+    assert scales == {0.3}  # every block, the final one too (its scale_final: 0.3)
+    base = build(ac.load_spec("inception_resnet_v2"))
+    assert {n.attrs["scale"] for n in base.ir.nodes if n.op == "scale_add"} == {0.17, 0.1, 0.2, 1.0}
 
 
 def test_seeded_init_is_reproducible_and_follows_the_reference(specs):
