@@ -56,7 +56,8 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--input-size", type=_size, metavar="HxW", help="try another input size")
     v.add_argument("--error-format", choices=["text", "github"], default="text",
                    help="github: GitHub Actions annotations")
-    v.add_argument("--root", help="spec root (default: nearest directory with a .archc-root file)")
+    v.add_argument("--root", help="spec root (default: the nearest directory holding .archc-root, "
+                                  ".git or pyproject.toml, else the spec's own)")
 
     s = sub.add_parser("schema", parents=[common], help="print the JSON Schema of spec files")
     s.add_argument("-o", "--output", help="write to a file instead of stdout")

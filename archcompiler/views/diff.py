@@ -272,10 +272,22 @@ def _text(v) -> str:
         return "(unset)"
     if isinstance(v, bool):  # as the spec writes it
         return "true" if v else "false"
-    if isinstance(v, list) and all(isinstance(x, int) for x in v):
+    if isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
         return "x".join(map(str, v))
-    text = str(v)
+    text = _flow(v)
     return text if len(text) <= 48 else text[:45] + "..."
+
+
+def _flow(v) -> str:
+    """A value as YAML flow text (`{block: inception_a}`), empty and unset fields left out."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_flow(x)}" for k, x in v.items()
+                               if x not in (None, {}, []) and x is not MISSING) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_flow(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
 
 
 def _delta(a: Optional[dict], b: Optional[dict]) -> dict:
