@@ -130,8 +130,14 @@ def _table(header: list, rows: list) -> list:
     return [fmt(header), *(fmt(r) for r in rows)]
 
 
+def _cell(v, width: int = 0) -> str:
+    """A value as the spec writes it (`true`, not `True`), cut to `width` characters."""
+    text = ("true" if v else "false") if isinstance(v, bool) else ("-" if v is None else str(v))
+    return text if not width or len(text) <= width else text[:width - 3] + "..."
+
+
 def _kv(d: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in d.items())
+    return ", ".join(f"{k}={_cell(v)}" for k, v in d.items())
 
 
 def format_show(r: ShowReport) -> str:
@@ -147,12 +153,13 @@ def format_show(r: ShowReport) -> str:
                  + (f"   width {s['width']}" if s["width"] is not None else ""))
     lines += ["", "parameters (a variant changes them with `set: {name: value}`)"]
     lines += _table(["name", "value", "defined at", "used by"],
-                    [[p["name"], p["value"], p["defined_at"] or "(built in)",
+                    [[p["name"], _cell(p["value"]), p["defined_at"] or "(built in)",
                       ", ".join(p["used_by"]) or "-"] for p in r.params])
     lines += ["", "blocks (a variant redefines one under `blocks:`)"]
     lines += _table(["name", "parameters", "figure", "defined at", "used by"],
-                    [[b["name"], ", ".join(k if v is None else f"{k}={v}" for k, v in b["params"].items()) or "-",
-                      b["figure"] or "-", b["defined_at"] or "-",
+                    [[b["name"], ", ".join(k if v is None else f"{k}={_cell(v)}"
+                                           for k, v in b["params"].items()) or "-",
+                      _cell(b["figure"], 40), b["defined_at"] or "-",
                       ", ".join(b["used_by"]) or "(not used)"] for b in r.blocks])
     lines += ["", "stages (a variant edits them with `stages: {name: {...}}`)"]
     rows = []
