@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .cli import EXIT_OK, EXIT_SPEC, EXIT_USAGE, _check_path, _emit, _size
 from .errors import SpecError
@@ -90,8 +91,8 @@ def cmd_show(args) -> int:
     if spec is None:
         return EXIT_SPEC
     if args.expand:
-        print(json.dumps(expanded(spec), indent=2) if args.json else expanded_yaml(spec), end=""
-              if not args.json else "\n")
+        sys.stdout.write(json.dumps(expanded(spec), indent=2) + "\n" if args.json
+                         else expanded_yaml(spec))
     else:
         report = show(spec)
         print(json.dumps(report.to_json(), indent=2) if args.json else report)

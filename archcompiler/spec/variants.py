@@ -117,12 +117,13 @@ def apply_stage_edits(network: list, edits: dict, here: Location, diags: list) -
     def find(name):
         return next((i for i, (st, _) in enumerate(rows) if st.stage_name == name), None)
 
-    def unknown(key, name, loc, what="stage"):
+    def unknown(key, name, loc, hint=""):
         names = [st.stage_name for st, _ in rows]
         close = difflib.get_close_matches(name, names, n=1)
-        diags.append(error(loc, f"stages.{key}: the base has no {what} named {name!r}"
+        listed = "the base's stages" if hint else "its stages"
+        diags.append(error(loc, f"stages.{key}: the base has no stage named {name!r}"
                                 + (f" (did you mean {close[0]!r}?)" if close else "")
-                                + f"; its stages: {', '.join(names)}"))
+                                + hint + f"; {listed}: {', '.join(names)}"))
 
     for key, ed in edits.items():
         loc = getattr(ed, "loc", None) or key_locs.get(key) or here
@@ -165,13 +166,8 @@ def apply_stage_edits(network: list, edits: dict, here: Location, diags: list) -
                 out.edited.append(f"{key} (inserted)")
             continue
         if i is None:
-            names = [s.stage_name for s, _ in rows]
-            close = difflib.get_close_matches(name, names, n=1)
-            diags.append(error(key_locs.get(key) or loc,
-                               f"stages.{key}: the base has no stage named {key!r}"
-                               + (f" (did you mean {close[0]!r}?)" if close else "")
-                               + "; a new stage needs 'before:' or 'after:' naming where it goes"
-                               + f"; the base's stages: {', '.join(names)}"))
+            unknown(key, name, key_locs.get(key) or loc,
+                    "; a new stage needs 'before:' or 'after:' naming where it goes")
             continue
         edited = _edit_stage(rows[i][0], ed, loc)
         if edited.with_ and edited.block is None:

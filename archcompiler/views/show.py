@@ -243,8 +243,9 @@ def expanded(spec) -> dict:
 
 def _full(model) -> dict:
     """Every field of a settings model (defaults included): what the spec resolved to."""
-    return _data(model.model_copy(update={}).__class__.model_construct(
-        **{k: getattr(model, k) for k in type(model).model_fields})) if model is not None else {}
+    if model is None:
+        return {}
+    return _data(type(model).model_construct(**{k: getattr(model, k) for k in type(model).model_fields}))
 
 
 def _scalar(v) -> bool:
