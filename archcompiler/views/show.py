@@ -271,7 +271,9 @@ def expanded_yaml(spec) -> str:
         "tag:yaml.org,2002:map", v, flow_style=_flow(v)))
     Dumper.add_representer(list, lambda d, v: d.represent_sequence(
         "tag:yaml.org,2002:seq", v, flow_style=_flow(v)))
-    header = (f"# {spec.name}, resolved by `archc show --expand` from {spec.path}: imports and "
-              "extends applied\n")
+    from ..network import spec_reference  # relative to the spec root: no machine path
+
+    header = (f"# {spec.name}, resolved by `archc show --expand` from {spec_reference(spec)}: "
+              "imports and extends applied\n")
     return header + yaml.dump(expanded(spec), Dumper=Dumper, sort_keys=False, width=100,
                               allow_unicode=True)
