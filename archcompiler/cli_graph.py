@@ -5,7 +5,6 @@ Kept apart from cli.py so that the verb is one import and two lines there.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -16,16 +15,6 @@ _EXT_FORMAT = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "merm
 _FORMATS = ("dot", "mermaid", "svg")
 
 
-def _depth(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
-
-
 def add_graph_command(sub, common) -> None:
     g = sub.add_parser("graph", parents=[common],
                        help="draw a spec's structure: Graphviz DOT, Mermaid or SVG")
@@ -33,7 +22,9 @@ def add_graph_command(sub, common) -> None:
     g.add_argument("-o", "--output", help="output file; its extension (.dot/.gv, .mmd/.mermaid, "
                                           ".svg) picks the format (default: DOT on stdout)")
     g.add_argument("--format", choices=_FORMATS, help="the output format (default: from -o)")
-    g.add_argument("--depth", type=_depth, metavar="N",
+    from .cli_views import positive_depth
+
+    g.add_argument("--depth", type=positive_depth, metavar="N",
                    help="1: each stage as one node; 2: also blocks used inside blocks "
                         "(default: everything)")
     g.add_argument("--root", help="spec root")

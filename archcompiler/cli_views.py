@@ -18,7 +18,7 @@ from .errors import SpecError
 EXIT_DIFFERENT = 1  # diff: the specs differ (as diff(1) and cmp(1) say it)
 
 
-def _depth(text: str) -> int:
+def positive_depth(text: str) -> int:
     try:
         n = int(text)
     except ValueError:
@@ -51,7 +51,7 @@ def add_commands(sub, common) -> None:
     s = sub.add_parser("summary", parents=[common],
                        help="a table of a spec's stages and blocks: shapes, parameters, MACs")
     s.add_argument("spec", metavar="SPEC", help=spec_help)
-    s.add_argument("--depth", type=_depth, default=DEFAULT_DEPTH, metavar="N",
+    s.add_argument("--depth", type=positive_depth, default=DEFAULT_DEPTH, metavar="N",
                    help=f"rows down to this depth: 1 the stages, 2 what they hold, ... "
                         f"(default {DEFAULT_DEPTH})")
     s.add_argument("--input-size", type=_size, metavar="HxW", help="shapes and MACs at another input size")

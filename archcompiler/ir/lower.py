@@ -21,7 +21,7 @@ from ..ops.merge import broadcast
 from ..spec import model as m
 from ..spec.expr import Expr, ExprError
 from ..spec.loader import Spec
-from ..spec.yaml_io import LocDict
+from ..spec.yaml_values import merged_locdict
 from . import replay
 from .graph import Graph, Node, Scope, Stage, frozen_attrs
 from .lowering import MAX_CHANNELS, MAX_KERNEL, MAX_STRIDE, LoweringTools, check_unused_params  # noqa: F401
@@ -377,11 +377,7 @@ def copy_of(st: m.Stage, i: int) -> tuple:
         return st.block, st.with_, st
     if ov.block is not None and ov.block != st.block:
         return ov.block, ov.with_, ov
-    with_ = LocDict({**st.with_, **ov.with_})
-    with_.loc = getattr(ov.with_, "loc", None) or getattr(st.with_, "loc", None)
-    with_.key_locs = {**(getattr(st.with_, "key_locs", {}) or {}),
-                      **(getattr(ov.with_, "key_locs", {}) or {})}
-    return st.block, with_, ov if ov.with_ else st
+    return st.block, merged_locdict(st.with_, ov.with_), ov if ov.with_ else st
 
 
 def lower(spec: Spec, options: LowerOptions = LowerOptions(), shapes: Optional[dict] = None) -> Graph:

@@ -17,7 +17,7 @@ from typing import Optional
 from ..errors import Location, error
 from . import model as m
 from .expr import Expr
-from .yaml_io import LocDict
+from .yaml_values import merged_locdict
 
 BODY_FIELDS = ("block", "op", "seq", "concat", "residual")
 
@@ -28,13 +28,6 @@ class EditedNetwork:
     dirty_from: Optional[int] = None  # stages from this index on may differ from the base's
     own_expect: dict = field(default_factory=dict)  # stage -> (shape text, Location)
     edited: list = field(default_factory=list)  # what was edited, for the note
-
-
-def _merged_with(old: dict, new: dict) -> LocDict:
-    out = LocDict({**old, **new})
-    out.loc = getattr(new, "loc", None) or getattr(old, "loc", None)
-    out.key_locs = {**(getattr(old, "key_locs", {}) or {}), **(getattr(new, "key_locs", {}) or {})}
-    return out
 
 
 def _edit_stage(st: m.Stage, ed: m.StageEdit, loc: Location) -> m.Stage:
@@ -48,7 +41,7 @@ def _edit_stage(st: m.Stage, ed: m.StageEdit, loc: Location) -> m.Stage:
             update.update(with_={}, repeat=None, copies={})
     new_block = body == "block" and ed.block != st.block
     if "with_" in given:
-        update["with_"] = ed.with_ if new_block else _merged_with(st.with_, ed.with_)
+        update["with_"] = ed.with_ if new_block else merged_locdict(st.with_, ed.with_)
     elif new_block:
         update["with_"] = {}
     for f in ("repeat", "expect", "feature"):
@@ -99,7 +92,7 @@ def _edit_copy(st: m.Stage, index: int, ed, key: str, loc: Location, diags: list
     old = st.copies.get(str(index))
     with_ = ed.with_
     if old is not None and (ed.block is None or ed.block == old.block):
-        with_ = _merged_with(old.with_, ed.with_)
+        with_ = merged_locdict(old.with_, ed.with_)
     block = ed.block if ed.block is not None else (old.block if old is not None else None)
     copy = m.CopyEdit.model_construct(block=block, with_=with_)
     copy._loc = loc

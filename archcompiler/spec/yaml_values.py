@@ -33,6 +33,15 @@ class LocDict(dict):
     key_locs: dict
 
 
+def merged_locdict(old: dict, new: dict) -> LocDict:
+    """`{**old, **new}` keeping where each key was written (`new`'s locations win): a
+    variant's `with` merged onto its base's, errors still at the line of each value."""
+    out = LocDict({**old, **new})
+    out.loc = getattr(new, "loc", None) or getattr(old, "loc", None)
+    out.key_locs = {**(getattr(old, "key_locs", {}) or {}), **(getattr(new, "key_locs", {}) or {})}
+    return out
+
+
 class LocList(list):
     loc: Location
     item_locs: list
