@@ -38,7 +38,7 @@ def _spec_options(p, json_help: str) -> None:
 
 def add_commands(sub, common) -> None:
     from .cli_graph import add_graph_command
-    from .views.summary import DEFAULT_DEPTH
+    from .views import DEFAULT_SUMMARY_DEPTH as DEFAULT_DEPTH
 
     spec_help = "a spec file, or a shipped spec's name (inception_v4 or archc:inception_v4)"
     sh = sub.add_parser("show", parents=[common],

@@ -77,3 +77,15 @@ def test_show_of_an_invalid_spec_is_located(tmp_path):
                                     "  - {name: c1, op: conv 3x3 $widht}\n"})
     r = archc("show", "s.yaml", cwd=tmp_path)
     assert r.rc == 1 and r.only_error()["line"] == 5
+
+
+def test_help_and_list_need_no_spec_models():
+    # the parser holds every verb; building it must not import pydantic or the op registry
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\nfrom archcompiler.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    main(['list'])\n"
+            "print(sorted(m for m in ('pydantic', 'archcompiler.ops', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

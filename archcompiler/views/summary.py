@@ -14,7 +14,7 @@ from typing import Optional
 
 from ..ops import fmt_shape
 
-DEFAULT_DEPTH = 2
+from . import DEFAULT_SUMMARY_DEPTH as DEFAULT_DEPTH
 
 # the node a container item ends with (its name's last segment), and what it makes it
 _CONTAINER_OPS = {("concat", "concat"): "concat", ("add", "scale_add"): "residual",
