@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 1 a spec (or a file it references) is wrong; 2 usage error (bad option,
 missing or unreadable top-level path, an output that cannot be written, a missing extra);
-3 internal error (a bug: the traceback only with --debug). Diagnostics go to stderr as
+3 internal error (a bug: the traceback only with --debug); 130 / 143 interrupted by
+SIGINT / SIGTERM (outputs left as they were). Diagnostics go to stderr as
 `path:line:col: error: message`.
 """
 
@@ -17,6 +18,7 @@ from typing import Optional
 from .errors import Diagnostic, MissingExtraError, SpecError, UsageError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT / SIGTERM, as shells report them
 
 
 class _Parser(argparse.ArgumentParser):
@@ -347,7 +349,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a build: outputs are atomic
         terminated = isinstance(exc, Terminated)
         print(f"archc: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return 143 if terminated else 130
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     except Exception:  # noqa: BLE001 - the contract: never a traceback unless --debug
@@ -364,6 +366,26 @@ def main(argv: Optional[list[str]] = None) -> int:
 _WRITE_FAILED: list = []
 
 
+def _leave_now(code: int, run_exit_handlers: bool = False) -> None:
+    import signal
+
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    except ValueError:  # not the main thread (entry() called by an embedding program)
+        pass
+    if run_exit_handlers:
+        import atexit
+
+        atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs (temp dirs, logging)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def entry() -> None:
     # A short-lived process whose objects (spec models, IR nodes) mostly live until it
     # exits: the cycle collector's passes over them cost ~15% of validating every shipped
@@ -374,12 +396,13 @@ def entry() -> None:
     if _WRITE_FAILED:
         # A writer that failed (a full disk) may still be referenced, and torch's zip writer
         # aborts the process when destroyed at exit: leave without running destructors.
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
+        _leave_now(code)
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # Outputs are already cleaned up. Leave at once, deaf to a second signal: a Ctrl-C
+        # that passed through code run by exec() of a string (a dataclass being made, say)
+        # leaves CPython's "unhandled KeyboardInterrupt" flag set, and `python -m` then
+        # kills itself with SIGINT on exit instead of returning our 130.
+        _leave_now(code, run_exit_handlers=True)
     # Exit without a last cycle-collector pass over every object (the spec models, the
     # IR, pydantic's schemas): ~100 ms of `archc validate specs/*.yaml`, for memory the
     # OS reclaims anyway. Exit handlers and flushes run as usual.

@@ -208,8 +208,16 @@ def signals_deferred(signums: Sequence[int] = (signal.SIGINT, signal.SIGTERM)):
             old[s] = signal.signal(s, hold)
         yield
     finally:
+        # signal.signal() runs a handler whose signal came in meanwhile: restore them all
+        # before letting its exception (KeyboardInterrupt) go on.
+        late: Optional[BaseException] = None
         for s, handler in old.items():
-            signal.signal(s, handler)
+            try:
+                signal.signal(s, handler)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                late = late or exc
+        if late is not None:
+            raise late
         for s in dict.fromkeys(pending):
             signal.raise_signal(s)
 
