@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
+from typing_extensions import TypeAliasType
+
 from pydantic import (
     BeforeValidator,
     Discriminator,
@@ -41,10 +43,10 @@ SPEC_VERSION = 1
 
 OP_MODELS = {name: op.model for name, op in SPEC_OPS.items()}
 
-AnyOp = Annotated[
+AnyOp = TypeAliasType("AnyOp", Annotated[
     Union[tuple(Annotated[model, Tag(name)] for name, model in OP_MODELS.items())],
     Discriminator(lambda v: v.get("op") if isinstance(v, dict) else getattr(v, "op", None)),
-]
+])
 
 # --- structure ---------------------------------------------------------------------------
 
@@ -171,7 +173,7 @@ def _parse_item(v):
 
 OpString = Annotated[StrictStr, StringConstraints(pattern=r"^(" + "|".join(OP_NAMES) + r")(\s|$)")]
 
-Item = Annotated[
+Item = TypeAliasType("Item", Annotated[
     Union[
         Annotated[AnyOp, Tag("op")],
         Annotated[ConcatItem, Tag("concat")],
@@ -183,7 +185,7 @@ Item = Annotated[
     ],
     Discriminator(_item_kind),
     BeforeValidator(_parse_item, json_schema_input_type=Union[OpString, dict]),
-]
+])
 
 
 def _parse_branch(v):
@@ -191,11 +193,11 @@ def _parse_branch(v):
     return v if isinstance(v, list) else [v]
 
 
-Branch = Annotated[
+Branch = TypeAliasType("Branch", Annotated[
     Union[list[Item], SeqItem],
     BeforeValidator(lambda v: v if isinstance(v, (list, SeqItem)) or (isinstance(v, dict) and "seq" in v)
                     else _parse_branch(v)),
-]
+])
 
 
 # --- blocks, stages, the spec ------------------------------------------------------------
