@@ -13,6 +13,7 @@ import re
 from typing import Annotated, Callable, Literal, Union
 
 from pydantic import AfterValidator, BeforeValidator, Field, StrictStr, WithJsonSchema, create_model
+from typing_extensions import TypeAliasType
 
 from ..spec.expr import Expr
 from ..spec.types import ExprText, ItemBase, NumP, _to_expr
@@ -91,9 +92,10 @@ def _check_act(v):
 
 ActName = Annotated[StrictStr, AfterValidator(_check_act), WithJsonSchema({"anyOf": [
     {"enum": [*ACT_NAMES, "none"]}, {"type": "string", "pattern": r"^leaky_relu=[0-9.]+(e-?[0-9]+)?$"}]})]
-ActP = Annotated[Union[ActName, Expr],
-                 BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
-                                 json_schema_input_type=Union[ActName, ExprText])]
+ActP = TypeAliasType("ActP", Annotated[
+    Union[ActName, Expr],
+    BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
+                    json_schema_input_type=Union[ActName, ExprText])])
 
 
 

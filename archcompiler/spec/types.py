@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Optional, Union
 
+from typing_extensions import TypeAliasType
+
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -52,16 +54,16 @@ def _expr_or(*types):
     return Annotated[Union[(*types, Expr)], BeforeValidator(_to_expr, json_schema_input_type=Union[(*types, ExprText)])]
 
 
-IntP = _expr_or(StrictInt)
-NumP = _expr_or(StrictInt, StrictFloat)
-Name = Annotated[StrictStr, StringConstraints(pattern=NAME_PATTERN)]
+IntP = TypeAliasType("IntP", _expr_or(StrictInt))
+NumP = TypeAliasType("NumP", _expr_or(StrictInt, StrictFloat))
+Name = TypeAliasType("Name", Annotated[StrictStr, StringConstraints(pattern=NAME_PATTERN)])
 ShapeStr = Annotated[StrictStr, StringConstraints(pattern=SHAPE_PATTERN)]
 Pair = Union[StrictInt, Annotated[list[StrictInt], Field(min_length=2, max_length=2)]]
 Padding = Union[Literal["same", "valid", "tf_same"], Pair,
                 Annotated[list[StrictInt], Field(min_length=4, max_length=4)]]
-BoolP = Annotated[Union[StrictBool, Expr],
+BoolP = TypeAliasType("BoolP", Annotated[Union[StrictBool, Expr],
                   BeforeValidator(lambda v: _to_expr(v) if isinstance(v, str) and v.startswith("$") else v,
-                                  json_schema_input_type=Union[StrictBool, ExprText])]
+                                  json_schema_input_type=Union[StrictBool, ExprText])])
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
 
 
@@ -98,16 +100,16 @@ def _dollar(v):
     return _to_expr(v) if isinstance(v, str) and v.startswith("$") else v
 
 
-IntE = Annotated[Union[StrictInt, Expr], BeforeValidator(_dollar, json_schema_input_type=Union[StrictInt, ExprText])]
-PairP = Union[IntE, Annotated[list[IntE], Field(min_length=2, max_length=2)]]
-PaddingP = Annotated[
+IntE = TypeAliasType("IntE", Annotated[Union[StrictInt, Expr], BeforeValidator(_dollar, json_schema_input_type=Union[StrictInt, ExprText])])
+PairP = TypeAliasType("PairP", Union[IntE, Annotated[list[IntE], Field(min_length=2, max_length=2)]])
+PaddingP = TypeAliasType("PaddingP", Annotated[
     Union[Literal["same", "valid", "tf_same"], StrictInt, Expr,
           Annotated[list[IntE], Field(min_length=2, max_length=2)],
           Annotated[list[IntE], Field(min_length=4, max_length=4)]],
     BeforeValidator(_dollar, json_schema_input_type=Union[
         Literal["same", "valid", "tf_same"], StrictInt, ExprText,
         Annotated[list[Union[StrictInt, ExprText]], Field(min_length=2, max_length=2)],
-        Annotated[list[Union[StrictInt, ExprText]], Field(min_length=4, max_length=4)]])]
+        Annotated[list[Union[StrictInt, ExprText]], Field(min_length=4, max_length=4)]])])
 
 
 class ItemBase(Located):
