@@ -131,9 +131,13 @@ def cmd_validate(args) -> int:
             continue
         a = spec.analysis
         _emit(list(a.diagnostics), args.error_format)
-        results.append(a.to_json())
-        if not args.json:
+        if args.json:
+            results.append(a.to_json())
+        else:
             print(format_table(a))
+        # spec and analysis refer to each other: without this, every spec's graph would
+        # live until a cycle collection, and memory (page faults) grow with each file
+        spec.analysis = a = None
     if args.json:
         import json
 
