@@ -9,7 +9,6 @@ except `diff`, whose 1 means "the specs differ": there an invalid spec is exit 2
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .cli import EXIT_OK, EXIT_SPEC, EXIT_USAGE, _check_path, _emit, _size
@@ -83,6 +82,12 @@ def load_for_view(path: str, args, input_size=None):
     return spec
 
 
+def _json(value) -> str:
+    import json  # only --json needs it (every archc run pays for an import at the top)
+
+    return json.dumps(value, indent=2)
+
+
 def cmd_show(args) -> int:
     from .views.show import expanded, expanded_yaml, show
 
@@ -91,11 +96,11 @@ def cmd_show(args) -> int:
     if spec is None:
         return EXIT_SPEC
     if args.expand:
-        sys.stdout.write(json.dumps(expanded(spec), indent=2) + "\n" if args.json
+        sys.stdout.write(_json(expanded(spec)) + "\n" if args.json
                          else expanded_yaml(spec))
     else:
         report = show(spec)
-        print(json.dumps(report.to_json(), indent=2) if args.json else report)
+        print(_json(report.to_json()) if args.json else report)
     return EXIT_OK
 
 
@@ -107,7 +112,7 @@ def cmd_summary(args) -> int:
     if spec is None:
         return EXIT_SPEC
     result = summarize(spec.analysis, args.depth)
-    print(json.dumps(result.to_json(), indent=2) if args.json
+    print(_json(result.to_json()) if args.json
           else format_summary(result, expand=args.expand))
     return EXIT_OK
 
@@ -121,7 +126,7 @@ def cmd_diff(args) -> int:
     if None in specs:
         return EXIT_USAGE
     result = compare(*specs)
-    print(json.dumps(result.to_json(), indent=2) if args.json else result)
+    print(_json(result.to_json()) if args.json else result)
     return EXIT_OK if result.equal else EXIT_DIFFERENT
 
 

@@ -50,6 +50,7 @@ class _Lowering(LoweringTools):
         self.shapes: dict[str, tuple] = {"input": tuple(spec.input_shape)}
         self.block_stack: list[str] = []
         self.scopes: list[Scope] = []
+        self.scope_tuple: Optional[tuple] = ()  # tuple(self.scopes); None: to be made again
         self.current_item: tuple = ("", "")
         self.dup_locs: set = set()
         self.spec_env = self._spec_env()
@@ -76,15 +77,19 @@ class _Lowering(LoweringTools):
             self.diag(loc, f"the network has more than {MAX_NODES} ops (a documented limit)")
             raise _Abort
         item, spec_op = self.current_item
-        node = Node(name, op, tuple(inputs), frozen_attrs(attrs), loc, self.stage,
-                    tuple(self.scopes), item, spec_op,
-                    tuple(sorted((k, v) for k, v in (srcs or {}).items() if v is not None)))
+        scope = self.scope_tuple
+        if scope is None:  # a block was entered or left since the last node
+            scope = self.scope_tuple = tuple(self.scopes)
+        node = Node(name, op, tuple(inputs), frozen_attrs(attrs), loc, self.stage, scope, item,
+                    spec_op, tuple(sorted((k, v) for k, v in srcs.items() if v is not None))
+                    if srcs else ())
         self.nodes.append(node)
         self.names[name] = node
-        ins = [self.shapes.get(i) for i in node.inputs]
-        if all(s is not None for s in ins):
+        shapes = self.shapes
+        ins = [shapes.get(i) for i in node.inputs]
+        if None not in ins:
             try:  # problems are reported by the shapes pass, where they arise
-                self.shapes[name] = OPS[op].infer_shape(node.attrs, ins)
+                shapes[name] = OPS[op].infer_shape(node.attrs, ins)
             except ShapeError:
                 pass
         return name
@@ -215,6 +220,7 @@ class _Lowering(LoweringTools):
         self.block_stack.append(name)
         self.block_sites.append((name, loc))
         self.scopes.append(Scope(path, name, params, cin))
+        self.scope_tuple = None
         try:
             if blk.seq is not None:
                 out = self.seq(blk.seq, path, x, benv)
@@ -226,6 +232,7 @@ class _Lowering(LoweringTools):
             self.block_stack.pop()
             self.block_sites.pop()
             self.scopes.pop()
+            self.scope_tuple = None
         if key is not None and len(self.diags) == ndiags:
             replay.record(self, key, path, x, start, out)
         return out

@@ -155,18 +155,14 @@ class LoweringTools:
 def check_unused_params(spec: Spec) -> list[Diagnostic]:
     """A declared block parameter that the block never uses is almost always a typo."""
     out = []
+    spec_used: set = set()
     for bname, blk in spec.blocks.items():
-        declared = blk.param_defaults()
-        if not declared:
-            continue
         used = _expr_names(blk)
-        for p in declared:
+        spec_used |= used
+        for p in blk.param_defaults():
             if p not in used:
                 out.append(spec.diag(blk.key_loc("params"),
                                      f"block {bname!r}: parameter {p!r} is declared but never used"))
-    spec_used: set = set()
-    for blk in spec.blocks.values():
-        spec_used |= _expr_names(blk)
     for obj in (spec.network, spec.head, spec.aux):
         spec_used |= _expr_names(obj)
     for k, v in spec.params.items():

@@ -19,7 +19,7 @@ from functools import cached_property
 
 from ..ir.graph import Graph
 from ..ops import OPS, IROp, fmt_shape
-from ..ops.sizes import Sizes, at_least, clamp, mask_indices, made as sizes_made
+from ..ops.sizes import ALL, Sizes, at_least, clamp, mask_indices, made as sizes_made
 
 MAX_SEARCH_SIZE = 4096
 _LIST_LIMIT = 24
@@ -139,28 +139,38 @@ def _run(graph: Graph, hs: Sizes, ws: Sizes, ref):
     ok_h = at_least(hs, 1)
     ok_w = at_least(ws, 1)
     flat: dict = {}
+    # the copies of a repeated block share their attributes (ir.replay) and mostly see the
+    # same vectors: their rules are applied once (graph and hw keep the ids alive)
+    seen: dict = {}
     for node in graph.nodes:
         if node.op in _KEEPS:  # most ops keep the map size: no work then
             hw[node.name] = hw[node.inputs[0]]
             continue
         ins = [hw[i] for i in node.inputs]
-        h, w, mh, mw = OPS[node.op].spatial_rule(node.attrs, ins)
-        if h is not ins[0][0]:
-            m, h = clamp(h)
-            mh &= m
-        if w is not ins[0][1]:
-            m, w = clamp(w)
-            mw &= m
+        key = (node.op, id(node.attrs), *(id(v) for pair in ins for v in pair))
+        got = seen.get(key)
+        if got is None:
+            h, w, mh, mw = OPS[node.op].spatial_rule(node.attrs, ins)
+            if h is not ins[0][0]:
+                m, h = clamp(h)
+                mh &= m
+            if w is not ins[0][1]:
+                m, w = clamp(w)
+                mw &= m
+            got = seen[key] = (h, w, mh, mw)
+        h, w, mh, mw = got
         if node.op == "flatten":
             fh, fw = flat[node.name] = ins[0]
             if isinstance(ref, tuple):
-                rh, rw = fh.values[ref[0]], fw.values[ref[1]]
+                rh, rw = fh.at(ref[0]), fw.at(ref[1])
             else:
                 rh, rw = ref[node.name]
             mh &= fh.mask(("is", rh), lambda xs: [x == rh for x in xs])
             mw &= fw.mask(("is", rw), lambda xs: [x == rw for x in xs])
-        ok_h &= mh
-        ok_w &= mw
+        if mh != ALL:  # (an `&` with ALL would copy a 4097-byte mask for nothing)
+            ok_h &= mh
+        if mw != ALL:
+            ok_w &= mw
         hw[node.name] = (h, w)
     return ok_h, ok_w, flat, hw
 
@@ -176,7 +186,7 @@ def _axis_masks(graph: Graph, keep: bool = False):
         ref = (h0, w0)
     else:
         flat = _run(graph, Sizes([h0]), Sizes([w0]), (0, 0))[2]
-        ref = {k: (fh.values[0], fw.values[0]) for k, (fh, fw) in flat.items()}
+        ref = {k: (fh.at(0), fw.at(0)) for k, (fh, fw) in flat.items()}
     mh, mw, _, hw = _run(graph, sizes, sizes, ref)
     if not mh & mw:  # no square size; then no pair at all (the axes are independent)
         mh = mw = 0
@@ -192,7 +202,7 @@ def _base_sizes() -> Sizes:
     the same stem (a spec and its variants) find their vectors in its memo. Renewed once
     it holds many vectors, so that memory stays bounded."""
     if not _BASE or sizes_made[0] - _BASE[0][1] > _KEEP_VECTORS:
-        _BASE[:] = [(Sizes(list(range(MAX_SEARCH_SIZE + 1))), sizes_made[0])]
+        _BASE[:] = [(Sizes.identity(MAX_SEARCH_SIZE + 1), sizes_made[0])]
     return _BASE[0][0]
 
 
