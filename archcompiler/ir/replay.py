@@ -13,15 +13,30 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .graph import Node
+from .graph import Node, Scope
 
 
 class _Record:
-    __slots__ = ("path", "x", "nodes", "shapes", "out", "outer")
+    """One instantiation, ready to be emitted again under another path: per node its
+    name below the block's path, its inputs (-1: the block's input, else the index of an
+    earlier node), its item below the path (None: an enclosing item, kept), and its
+    block instances inside the block (paths below the path)."""
 
-    def __init__(self, path, x, nodes, shapes, out, outer):
-        self.path, self.x, self.nodes, self.shapes, self.out, self.outer = (
-            path, x, nodes, shapes, out, outer)
+    __slots__ = ("nodes", "shapes", "out", "suffixes", "inputs", "items", "scope_of", "scopes")
+
+    def __init__(self, path: str, x: str, nodes, shapes, out: str, outer: int):
+        cut, prefix = len(path), path + "."
+        index = {x: -1}
+        for i, n in enumerate(nodes):
+            index[n.name] = i
+        self.nodes, self.shapes, self.out = nodes, shapes, index[out]
+        self.suffixes = [n.name[cut:] for n in nodes]
+        self.inputs = [tuple(index[i] for i in n.inputs) for n in nodes]
+        self.items = [n.item[cut:] if n.item.startswith(prefix) else None for n in nodes]
+        tails: dict = {}
+        self.scope_of = [tails.setdefault(n.scope, len(tails)) for n in nodes]
+        self.scopes = [tuple((s.path[cut:], s.block, s.params, s.in_channels) for s in sc[outer:])
+                       for sc in tails]
 
 
 class _Same:
@@ -81,31 +96,21 @@ def replay(lw, k, path: str, x: str, max_nodes: int) -> Optional[str]:
     rec = records(lw).get(k)
     if rec is None or len(lw.nodes) + len(rec.nodes) > max_nodes:
         return None
-    cut = len(rec.path)
-    prefix = rec.path + "."
-
-    def rename(name: str) -> str:
-        return path + name[cut:]
-
-    names = {rec.x: x}
-    for n in rec.nodes:
-        names[n.name] = rename(n.name)
-    if any(names[n.name] in lw.names for n in rec.nodes):
+    names = [path + s for s in rec.suffixes]
+    if not lw.names.keys().isdisjoint(names):
         return None  # a clash: lowering reports it
     outer = tuple(lw.scopes)
-    scopes: dict = {}
+    scopes = [outer + tuple(Scope(path + sp, b, p, c) for sp, b, p, c in tail)
+              for tail in rec.scopes]
     stage = lw.stage
-    for n, shape in zip(rec.nodes, rec.shapes):
-        sc = scopes.get(n.scope)
-        if sc is None:
-            inner = tuple(s.__class__(rename(s.path), s.block, s.params, s.in_channels)
-                          for s in n.scope[rec.outer:])
-            sc = scopes[n.scope] = outer + inner
-        new = Node(names[n.name], n.op, tuple(names[i] for i in n.inputs), n.attrs, n.loc,
-                   stage, sc, rename(n.item) if n.item.startswith(prefix) else n.item,
+    nodes, by_name, shapes = lw.nodes, lw.names, lw.shapes
+    for i, (n, shape, ins, item) in enumerate(zip(rec.nodes, rec.shapes, rec.inputs, rec.items)):
+        name = names[i]
+        new = Node(name, n.op, tuple(x if j < 0 else names[j] for j in ins), n.attrs, n.loc,
+                   stage, scopes[rec.scope_of[i]], n.item if item is None else path + item,
                    n.spec_op, n.srcs)
-        lw.nodes.append(new)
-        lw.names[new.name] = new
+        nodes.append(new)
+        by_name[name] = new
         if shape is not None:
-            lw.shapes[new.name] = shape
-    return names[rec.out]
+            shapes[name] = shape
+    return x if rec.out < 0 else names[rec.out]
