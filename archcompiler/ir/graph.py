@@ -163,14 +163,11 @@ class Graph:
 
 def needed_nodes(graph: Graph, outputs) -> set[str]:
     """Names of the nodes that `outputs` depend on (themselves included)."""
-    by_name = graph.by_name
-    need, stack = set(), list(outputs)
-    while stack:
-        n = stack.pop()
-        if n in need or n == graph.input_name:
-            continue
-        need.add(n)
-        stack.extend(by_name[n].inputs)
+    need = set(outputs)
+    for node in reversed(graph.nodes):  # topological order: a node's readers come later
+        if node.name in need:
+            need.update(node.inputs)
+    need.discard(graph.input_name)
     return need
 
 

@@ -157,7 +157,7 @@ def check_unused_params(spec: Spec) -> list[Diagnostic]:
     out = []
     spec_used: set = set()
     for bname, blk in spec.blocks.items():
-        used = _expr_names(blk)
+        used = _block_names(blk)
         spec_used |= used
         for p in blk.param_defaults():
             if p not in used:
@@ -172,6 +172,18 @@ def check_unused_params(spec: Spec) -> list[Diagnostic]:
         if p not in spec_used:
             out.append(spec.diag(spec.param_locs.get(p), f"params: {p!r} is never used", "warning"))
     return out
+
+
+_BLOCK_NAMES: dict = {}  # id -> (block template, names): a spec and its variants share blocks
+
+
+def _block_names(blk) -> frozenset:
+    got = _BLOCK_NAMES.get(id(blk))
+    if got is None or got[0] is not blk:
+        if len(_BLOCK_NAMES) > 4096:  # bounded, for a process that loads many specs
+            _BLOCK_NAMES.clear()
+        got = _BLOCK_NAMES[id(blk)] = (blk, frozenset(_expr_names(blk)))  # keeps blk alive
+    return got[1]
 
 
 def _expr_names(obj, out: Optional[set] = None) -> set:

@@ -146,8 +146,14 @@ def _run(graph: Graph, hs: Sizes, ws: Sizes, ref):
         if node.op in _KEEPS:  # most ops keep the map size: no work then
             hw[node.name] = hw[node.inputs[0]]
             continue
-        ins = [hw[i] for i in node.inputs]
-        key = (node.op, id(node.attrs), *(id(v) for pair in ins for v in pair))
+        inputs = node.inputs
+        if len(inputs) == 1:
+            pair = hw[inputs[0]]
+            ins = [pair]
+            key = (node.op, id(node.attrs), id(pair[0]), id(pair[1]))
+        else:
+            ins = [hw[i] for i in inputs]
+            key = (node.op, id(node.attrs), *[id(v) for pair in ins for v in pair])
         got = seen.get(key)
         if got is None:
             h, w, mh, mw = OPS[node.op].spatial_rule(node.attrs, ins)

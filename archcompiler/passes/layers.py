@@ -15,15 +15,19 @@ from ..ir.graph import Graph
 from ..ir.ops import OPS
 
 
+_LAYERS = {name: op.layers for name, op in OPS.items()}
+_GATED = frozenset(name for name, op in OPS.items() if hasattr(op, "depth_inputs"))
+
+
 def layer_depths(graph: Graph) -> dict[str, int]:
     """Deepest-path layer count from the input to every node (nodes are in topological order)."""
     depth = {graph.input_name: 0}
     for node in graph.nodes:
-        op = OPS[node.op]
         ins = node.inputs
-        if hasattr(op, "depth_inputs"):  # a multiply's gates do not add depth
-            ins = [ins[k] for k in op.depth_inputs(node.attrs, len(ins))]
-        depth[node.name] = max(depth[i] for i in ins) + op.layers
+        if node.op in _GATED:  # a multiply's gates do not add depth
+            ins = [ins[k] for k in OPS[node.op].depth_inputs(node.attrs, len(ins))]
+        depth[node.name] = (depth[ins[0]] if len(ins) == 1 else max(depth[i] for i in ins)) \
+            + _LAYERS[node.op]
     return depth
 
 

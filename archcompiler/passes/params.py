@@ -38,12 +38,18 @@ def buffer_shapes(graph: Graph, shapes: dict[str, Shape]) -> dict[str, Shape]:
 
 def node_params(graph: Graph, shapes: dict[str, Shape]) -> dict[str, int]:
     out = {}
+    seen: dict = {}  # a repeated block's copies share their attributes (ir.replay)
     for node in graph.nodes:
         if node.op in _NO_PARAMS:
             out[node.name] = 0
             continue
-        ins = [shapes[i] for i in node.inputs]
-        out[node.name] = sum(math.prod(s) for s in OPS[node.op].param_shapes(node.attrs, ins).values())
+        ins = tuple(shapes[i] for i in node.inputs)
+        key = (node.op, id(node.attrs), ins)
+        got = seen.get(key)
+        if got is None:
+            got = seen[key] = sum(math.prod(s) for s in
+                                  OPS[node.op].param_shapes(node.attrs, list(ins)).values())
+        out[node.name] = got
     return out
 
 
@@ -62,12 +68,17 @@ def params_upper_bounds(graph: Graph) -> dict[str, int]:
     map was pooled (the exact count needs shapes)."""
     ch: dict[str, int] = {graph.input_name: graph.input_shape[0]}
     out: dict[str, int] = {}
+    seen: dict = {}  # a repeated block's copies share their attributes (ir.replay)
     for node in graph.nodes:
         if node.op in _NO_BOUND:  # IROp's rule: no parameters, the first input's channels
             out[node.name], ch[node.name] = 0, ch.get(node.inputs[0], 0) if node.inputs else 0
             continue
-        out[node.name], ch[node.name] = OPS[node.op].param_bound(
-            node.attrs, [ch.get(i, 0) for i in node.inputs])
+        cins = tuple(ch.get(i, 0) for i in node.inputs)
+        key = (node.op, id(node.attrs), cins)
+        got = seen.get(key)
+        if got is None:
+            got = seen[key] = OPS[node.op].param_bound(node.attrs, list(cins))
+        out[node.name], ch[node.name] = got
     return out
 
 
