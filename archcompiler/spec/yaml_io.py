@@ -170,51 +170,71 @@ def _indentation_error(display: str, text: str, mark) -> Optional[Diagnostic]:
                                                f"line {same + 1} starts that level here"),))
 
 
-def _scan(text: str, display: str, loader_cls) -> None:
-    """Pass 1: the (iterative) event parser bounds the size and depth before the
-    (recursive) composer runs, and catches multi-document streams with a precise location."""
-    depth = events = docs = 0
-    anchors: dict = {}  # name -> [start, end, [alias uses]] of its latest definition
+def _scan(text: str, display: str, loader_cls):
+    """The (iterative) event parser: bounds the size and depth, catches multi-document
+    streams with a precise location, and checks the anchors as PyYAML's composer would.
+    Returns (events, ends, targets): ends[i] is the index of the event that closes the
+    node starting at i (itself for a scalar or an alias), targets[i] the node an alias at
+    i stands for; the values are built from this list (Converter), no node tree."""
+    depth = docs = 0
+    anchors: dict = {}  # name -> [start, end, [alias uses]] of its definition
+    defined: dict = {}  # name -> index of the event that defines it
     spans: list = []
     open_anchors: list = []  # the anchor (or None) of each open collection
+    events: list = []
+    ends: list = []
+    opened: list = []  # start indices of the open collections
+    targets: dict = {}
+    problem = None  # the composer's complaint (raised once the scan is through)
     scalar, alias = yaml.ScalarEvent, yaml.AliasEvent
     starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
-    ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    stops = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
     for event in yaml.parse(text, Loader=loader_cls):  # dispatched on the exact event type
-        events += 1
-        if events > MAX_EVENTS:
+        i = len(events)
+        if i >= MAX_EVENTS:
             raise SpecError(
                 error(mark_loc(display, event.start_mark),
                       f"document too large: more than {MAX_EVENTS} YAML values and collections "
                       "(a documented limit; specs are small, use block templates and repeat)")
             )
+        events.append(event)
+        ends.append(i)
         cls = type(event)
-        if cls is scalar:
+        if cls is scalar or cls in starts:
             anchor = event.anchor
             if anchor is not None:
-                anchors[anchor] = [event.start_mark, event.end_mark, [], anchor]
+                if anchor in defined and problem is None:
+                    problem = yaml.composer.ComposerError(
+                        f"found duplicate anchor {anchor!r}; first occurrence",
+                        events[defined[anchor]].start_mark, "second occurrence", event.start_mark)
+                defined[anchor] = i
+                anchors[anchor] = [event.start_mark, event.end_mark if cls is scalar else None,
+                                   [], anchor]
                 spans.append(anchors[anchor])
-        elif cls in starts:
-            anchor = event.anchor
-            open_anchors.append(anchor)
-            if anchor is not None:
-                anchors[anchor] = [event.start_mark, None, [], anchor]
-                spans.append(anchors[anchor])
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise SpecError(
-                    error(mark_loc(display, event.start_mark),
-                          f"nesting deeper than {MAX_DEPTH} levels (a documented limit)")
-                )
-        elif cls in ends:
+            if cls is not scalar:
+                open_anchors.append(anchor)
+                opened.append(i)
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise SpecError(
+                        error(mark_loc(display, event.start_mark),
+                              f"nesting deeper than {MAX_DEPTH} levels (a documented limit)")
+                    )
+        elif cls in stops:
+            if opened:
+                ends[opened.pop()] = i
             if open_anchors:
                 name = open_anchors.pop()
                 if name is not None and anchors[name][1] is None:
                     anchors[name][1] = event.end_mark
             depth -= 1
         elif cls is alias:
-            if event.anchor in anchors:
+            if event.anchor in defined:
+                targets[i] = defined[event.anchor]
                 anchors[event.anchor][2].append(mark_loc(display, event.start_mark))
+            elif problem is None:
+                problem = yaml.composer.ComposerError(
+                    None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
         elif cls is yaml.DocumentStartEvent:
             docs += 1
             if docs > 1:
@@ -226,44 +246,42 @@ def _scan(text: str, display: str, loader_cls) -> None:
     used = [(_pos(a), _pos(b), tuple(uses), name) for a, b, uses, name in spans if uses and b]
     if used:
         ALIAS_SPANS[display] = used
+    if problem is not None:
+        raise problem
+    return events, ends, targets
 
 
 def _pos(mark) -> tuple:
     return (mark.line + 1, mark.column + 1)
 
 
-def _compose(text: str, loader_cls):
-    loader = loader_cls(text)
-    try:
-        return loader.get_single_node()
-    finally:
-        loader.dispose()
+def _root(events: list) -> Optional[int]:
+    """The index of the document's node (None: no document)."""
+    for i, event in enumerate(events):
+        if type(event) is yaml.DocumentStartEvent:
+            return i + 1
+    return None
 
 
 def parse_yaml(text: str, display: str):
     """Parse YAML text into located plain values (LocDict / LocList / LocStr / int / ...)."""
-    node = None
     try:
         if _FAST:
             try:
-                _scan(text, display, _CLoader)
-                node = _compose(text, _CLoader)
-            except yaml.YAMLError:
-                node = None  # reparsed below by PyYAML, whose messages we word
-                _scan(text, display, _Loader)
-                node = _compose(text, _Loader)
+                scanned = _scan(text, display, _CLoader)
+            except yaml.YAMLError:  # reparsed by PyYAML, whose messages we word
+                scanned = _scan(text, display, _Loader)
         else:  # pragma: no cover - without libyaml
-            _scan(text, display, _Loader)
-            node = _compose(text, _Loader)
+            scanned = _scan(text, display, _Loader)
     except yaml.YAMLError as exc:
         raise _yaml_error(display, exc, text) from None
-    except RecursionError:  # pragma: no cover - the depth limit comes first
-        raise SpecError(error(Location(display, 1, 1), f"nesting deeper than {MAX_DEPTH} levels")) from None
-    if node is None:
+    events, ends, targets = scanned
+    root = _root(events)
+    if root is None:
         raise SpecError(error(Location(display, 1, 1),
                               "the file holds no YAML document (it is empty, or comments only)"))
-    conv = Converter(display)
-    value = conv.convert(node)
+    conv = Converter(display, events, ends, targets)
+    value = conv.convert(root)
     if conv.diags:
         raise SpecError(conv.diags)
     return value

@@ -104,9 +104,23 @@ def mark_loc(file: str, mark) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
+STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _explicit_tag(event):
+    """The tag the author wrote (None: none, or the non-specific '!')."""
+    tag = event.tag
+    return None if tag is None or tag == "!" else tag
+
+
 class Converter:
-    def __init__(self, file: str):
+    """Turns the parser's event list (yaml_io._scan) into located values, as PyYAML's
+    composer would build nodes from it: an alias stands for its anchor's value, which is
+    converted again where it is used (and counts again towards the budget)."""
+
+    def __init__(self, file: str, events: list, ends: list, targets: dict):
         self.file = file
+        self.events, self.ends, self.targets = events, ends, targets
         self.nodes = 0
         self.active: set[int] = set()
         self.diags: list[Diagnostic] = []
@@ -114,71 +128,88 @@ class Converter:
     def loc(self, node) -> Location:
         return mark_loc(self.file, node.start_mark)
 
-    def convert(self, node, depth: int = 0):
+    def node_at(self, i: int) -> int:
+        """The event that starts the node at i (an alias: its anchor's)."""
+        return self.targets[i] if type(self.events[i]) is yaml.AliasEvent else i
+
+    def convert(self, i: int, depth: int = 0):
+        """The value of the node starting at event i."""
+        i = self.node_at(i)
+        ev = self.events[i]
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise SpecError(
                 error(
-                    self.loc(node),
+                    self.loc(ev),
                     f"the document expands to more than {MAX_NODES} values "
                     "(alias/anchor expansion?); specs are small, write them out",
                 )
             )
         if depth > MAX_DEPTH:
-            raise SpecError(error(self.loc(node), f"nesting deeper than {MAX_DEPTH} levels"))
-        if not node.tag.startswith("archc:") and node.tag != "tag:yaml.org,2002:str":
+            raise SpecError(error(self.loc(ev), f"nesting deeper than {MAX_DEPTH} levels"))
+        tag = _explicit_tag(ev)
+        if tag is not None and tag != STR_TAG:
             self.diags.append(
                 error(
-                    self.loc(node),
-                    f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')!r} is not allowed: "
+                    self.loc(ev),
+                    f"YAML tag {tag.replace('tag:yaml.org,2002:', '!!')!r} is not allowed: "
                     "specs use plain YAML values only (remove the tag); nothing was constructed",
                 )
             )
             return None
-        if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node, explicit_str=node.tag == "tag:yaml.org,2002:str")
-        if id(node) in self.active:
-            raise SpecError(error(self.loc(node), "recursive alias: a value contains itself"))
-        self.active.add(id(node))
+        cls = type(ev)
+        if cls is yaml.ScalarEvent:
+            return self.scalar(ev, explicit_str=tag == STR_TAG)
+        if i in self.active:
+            raise SpecError(error(self.loc(ev), "recursive alias: a value contains itself"))
+        self.active.add(i)
         try:
-            if isinstance(node, yaml.SequenceNode):
+            if cls is yaml.SequenceStartEvent:
                 out = LocList()
-                out.loc = self.loc(node)
+                out.loc = self.loc(ev)
                 out.item_locs = []
-                for item in node.value:
-                    out.append(self.convert(item, depth + 1))
-                    out.item_locs.append(self.loc(item))
+                j, end = i + 1, self.ends[i]
+                while j < end:
+                    out.append(self.convert(j, depth + 1))
+                    out.item_locs.append(self.loc(self.events[self.node_at(j)]))
+                    j = self.ends[j] + 1
                 return out
-            return self.mapping(node, depth)
+            return self.mapping(i, depth)
         finally:
-            self.active.discard(id(node))
+            self.active.discard(i)
 
-    def mapping(self, node, depth: int) -> LocDict:
+    def mapping(self, i: int, depth: int) -> LocDict:
+        events, ends = self.events, self.ends
         out = LocDict()
-        out.loc = self.loc(node)
+        out.loc = self.loc(events[i])
         out.key_locs = {}
-        for knode, vnode in node.value:
-            kloc = self.loc(knode)
-            if not isinstance(knode, yaml.ScalarNode):
+        j, end = i + 1, ends[i]
+        while j < end:
+            kev = events[self.node_at(j)]
+            v = ends[j] + 1  # the value's first event
+            j = ends[v] + 1  # the next key's
+            kloc = self.loc(kev)
+            if type(kev) is not yaml.ScalarEvent:
                 self.diags.append(error(kloc, "mapping keys must be plain strings"))
                 continue
-            if not knode.tag.startswith("archc:") and knode.tag != "tag:yaml.org,2002:str":
+            ktag = _explicit_tag(kev)
+            if ktag is not None and ktag != STR_TAG:
                 self.diags.append(
-                    error(kloc, f"YAML tag {knode.tag.replace('tag:yaml.org,2002:', '!!')!r} is not "
+                    error(kloc, f"YAML tag {ktag.replace('tag:yaml.org,2002:', '!!')!r} is not "
                                 "allowed: specs use plain YAML values only (remove the tag)")
                 )
                 continue
-            if knode.value == "<<" and _style(knode) is None:
+            if kev.value == "<<" and _style(kev) is None:
                 self.diags.append(
                     error(kloc, "YAML merge keys ('<<') are not supported: use a block "
                                 "template with parameters, or 'extends'")
                 )
                 continue
-            key = self.scalar(knode, explicit_str=knode.tag == "tag:yaml.org,2002:str", is_key=True)
+            key = self.scalar(kev, explicit_str=ktag == STR_TAG, is_key=True)
             if not isinstance(key, str):
                 self.diags.append(
-                    error(kloc, f"mapping key {knode.value!r} is read as {_article(type_name(key))}, "
-                                f"not a string: quote it ('{knode.value}')")
+                    error(kloc, f"mapping key {kev.value!r} is read as {_article(type_name(key))}, "
+                                f"not a string: quote it ('{kev.value}')")
                 )
                 continue
             if key in out:
@@ -187,7 +218,7 @@ class Converter:
                     error(kloc, f"duplicate key {key!r} (first defined at line {first.line})")
                 )
                 continue
-            out[key] = self.convert(vnode, depth + 1)
+            out[key] = self.convert(v, depth + 1)
             out.key_locs[key] = kloc
         return out
 
