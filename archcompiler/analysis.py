@@ -109,7 +109,16 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
     net = lower_network(spec, options.classes)
     graph = configure(net, features=options.features, aux=options.aux)
     diags: list[Diagnostic] = [*spec.warnings, *check_unused_params(spec)]
-    bounds = params_upper_bounds(graph)
+    input_shape = tuple(spec.input_shape)
+    if input_size is not None:
+        input_shape = (input_shape[0], *input_size)
+    # every shape known from lowering: the exact counts serve as the limit's bound
+    exact = net.complete and input_shape == tuple(graph.input_shape)
+    if exact:
+        shapes = {graph.input_name: input_shape, **{n.name: net.shapes[n.name] for n in graph.nodes}}
+        bounds = nparams = node_params(graph, shapes)
+    else:
+        bounds = params_upper_bounds(graph)
     bound = sum(bounds.values())
     if bound > MAX_PARAMS:
         biggest = max(graph.nodes, key=lambda n: bounds[n.name])
@@ -119,16 +128,11 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
             f"{where}the network would have about {bound:,} parameters, over the limit of "
             f"{MAX_PARAMS:,} (a documented limit); the largest op, {biggest.name}, alone has "
             f"{bounds[biggest.name]:,}", notes=_stage_notes(spec, graph, biggest))])
-    input_shape = tuple(spec.input_shape)
-    if input_size is not None:
-        input_shape = (input_shape[0], *input_size)
     if max(input_shape[1:]) > MAX_INPUT_SIZE:
         raise SpecError(spec.diag(spec.input_loc, f"input {fmt_shape(input_shape)} is larger than "
                                                   f"the limit {MAX_INPUT_SIZE}"))
-    if net.complete and input_shape == tuple(graph.input_shape):  # as lowering found them
-        shapes = {graph.input_name: input_shape, **{n.name: net.shapes[n.name] for n in graph.nodes}}
-        problems: list = []
-    else:
+    problems: list = []
+    if not exact:
         shapes, problems = infer_shapes(graph, input_shape, recover=True)
     sizes = accepted_sizes(graph)
     square = sizes[0].intersect(sizes[1])
@@ -144,7 +148,8 @@ def analyze(spec: Spec, input_size: Optional[tuple] = None,
         raise SpecError(diags)
 
     depths = layer_depths(graph)
-    nparams = node_params(graph, shapes)
+    if not exact:
+        nparams = node_params(graph, shapes)
     nmacs = node_macs(graph, shapes)
     reports = []
     prev_depth = 0
