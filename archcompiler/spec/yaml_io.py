@@ -189,59 +189,66 @@ def _scan(text: str, display: str, loader_cls):
     scalar, alias = yaml.ScalarEvent, yaml.AliasEvent
     starts = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
     stops = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-    for event in yaml.parse(text, Loader=loader_cls):  # dispatched on the exact event type
-        i = len(events)
-        if i >= MAX_EVENTS:
-            raise SpecError(
-                error(mark_loc(display, event.start_mark),
-                      f"document too large: more than {MAX_EVENTS} YAML values and collections "
-                      "(a documented limit; specs are small, use block templates and repeat)")
-            )
-        events.append(event)
-        ends.append(i)
-        cls = type(event)
-        if cls is scalar or cls in starts:
-            anchor = event.anchor
-            if anchor is not None:
-                if anchor in defined and problem is None:
-                    problem = yaml.composer.ComposerError(
-                        f"found duplicate anchor {anchor!r}; first occurrence",
-                        events[defined[anchor]].start_mark, "second occurrence", event.start_mark)
-                defined[anchor] = i
-                anchors[anchor] = [event.start_mark, event.end_mark if cls is scalar else None,
-                                   [], anchor]
-                spans.append(anchors[anchor])
-            if cls is not scalar:
-                open_anchors.append(anchor)
-                opened.append(i)
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise SpecError(
-                        error(mark_loc(display, event.start_mark),
-                              f"nesting deeper than {MAX_DEPTH} levels (a documented limit)")
-                    )
-        elif cls in stops:
-            if opened:
-                ends[opened.pop()] = i
-            if open_anchors:
-                name = open_anchors.pop()
-                if name is not None and anchors[name][1] is None:
-                    anchors[name][1] = event.end_mark
-            depth -= 1
-        elif cls is alias:
-            if event.anchor in defined:
-                targets[i] = defined[event.anchor]
-                anchors[event.anchor][2].append(mark_loc(display, event.start_mark))
-            elif problem is None:
-                problem = yaml.composer.ComposerError(
-                    None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
-        elif cls is yaml.DocumentStartEvent:
-            docs += 1
-            if docs > 1:
+    parser = loader_cls(text)
+    next_event = parser.get_event  # None after the stream's end (yaml.parse, minus its generator)
+    try:
+        event = next_event()
+        while event is not None:
+            i = len(events)
+            if i >= MAX_EVENTS:
                 raise SpecError(
                     error(mark_loc(display, event.start_mark),
-                          "more than one YAML document ('---'): a spec file holds exactly one")
+                          f"document too large: more than {MAX_EVENTS} YAML values and collections "
+                          "(a documented limit; specs are small, use block templates and repeat)")
                 )
+            events.append(event)
+            ends.append(i)
+            cls = type(event)
+            if cls is scalar or cls in starts:
+                anchor = event.anchor
+                if anchor is not None:
+                    if anchor in defined and problem is None:
+                        problem = yaml.composer.ComposerError(
+                            f"found duplicate anchor {anchor!r}; first occurrence",
+                            events[defined[anchor]].start_mark, "second occurrence", event.start_mark)
+                    defined[anchor] = i
+                    anchors[anchor] = [event.start_mark, event.end_mark if cls is scalar else None,
+                                       [], anchor]
+                    spans.append(anchors[anchor])
+                if cls is not scalar:
+                    open_anchors.append(anchor)
+                    opened.append(i)
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        raise SpecError(
+                            error(mark_loc(display, event.start_mark),
+                                  f"nesting deeper than {MAX_DEPTH} levels (a documented limit)")
+                        )
+            elif cls in stops:
+                if opened:
+                    ends[opened.pop()] = i
+                if open_anchors:
+                    name = open_anchors.pop()
+                    if name is not None and anchors[name][1] is None:
+                        anchors[name][1] = event.end_mark
+                depth -= 1
+            elif cls is alias:
+                if event.anchor in defined:
+                    targets[i] = defined[event.anchor]
+                    anchors[event.anchor][2].append(mark_loc(display, event.start_mark))
+                elif problem is None:
+                    problem = yaml.composer.ComposerError(
+                        None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
+            elif cls is yaml.DocumentStartEvent:
+                docs += 1
+                if docs > 1:
+                    raise SpecError(
+                        error(mark_loc(display, event.start_mark),
+                              "more than one YAML document ('---'): a spec file holds exactly one")
+                    )
+            event = next_event()
+    finally:
+        parser.dispose()
     ALIAS_SPANS.pop(display, None)
     used = [(_pos(a), _pos(b), tuple(uses), name) for a, b, uses, name in spans if uses and b]
     if used:

@@ -126,7 +126,8 @@ class Converter:
         self.diags: list[Diagnostic] = []
 
     def loc(self, node) -> Location:
-        return mark_loc(self.file, node.start_mark)
+        mark = node.start_mark
+        return Location(self.file, mark.line + 1, mark.column + 1)
 
     def node_at(self, i: int) -> int:
         """The event that starts the node at i (an alias: its anchor's)."""
