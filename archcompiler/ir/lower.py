@@ -10,11 +10,10 @@ at the spec's input size, so that `$in` (the channels entering a block) is known
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import Diagnostic, Location, SpecError
+from ..errors import Diagnostic, Location, SpecError, close_matches
 from ..ops import OPS, SPEC_OPS, ShapeError
 from ..ops.activation import emit_act, parse_act
 from ..ops.merge import broadcast
@@ -199,7 +198,7 @@ class _Lowering(LoweringTools):
         blk = self.spec.blocks.get(name)
         loc = ref.key_loc("block") if ref is not None else None
         if blk is None:
-            close = difflib.get_close_matches(name, list(self.spec.blocks), n=1)
+            close = close_matches(name, list(self.spec.blocks), n=1)
             self.diag(loc, f"unknown block {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                       + f" (defined blocks: {', '.join(sorted(self.spec.blocks)) or 'none'})")
             return None
@@ -247,7 +246,7 @@ class _Lowering(LoweringTools):
         with_locs = getattr(with_, "key_locs", {}) or {}
         for k, v in with_.items():
             if k not in declared:
-                close = difflib.get_close_matches(k, list(declared), n=1)
+                close = close_matches(k, list(declared), n=1)
                 self.diag(with_locs.get(k, ref.loc if ref else None),
                           f"block {name!r} has no parameter {k!r}"
                           + (f"; did you mean {close[0]!r}?" if close else "")
@@ -330,7 +329,7 @@ class _Lowering(LoweringTools):
         for sname, (shape, loc) in spec.stage_expect.items():
             if sname not in seen_stage:
                 self.stage = ""
-                close = difflib.get_close_matches(sname, list(seen_stage), n=1)
+                close = close_matches(sname, list(seen_stage), n=1)
                 self.diag(loc, f"expect.stages: there is no stage named {sname!r}"
                                + (f"; did you mean {close[0]!r}?" if close else ""))
         outputs, aux_outputs, aux_after = self.heads(stages, x)
@@ -363,7 +362,7 @@ class _Lowering(LoweringTools):
                 continue
             src = next((s for s in stages if s.name == aux.after), None)
             if src is None:
-                close = difflib.get_close_matches(aux.after, [s.name for s in stages], n=1)
+                close = close_matches(aux.after, [s.name for s in stages], n=1)
                 self.diag(aux.key_loc("after"), f"aux head {aux.name!r}: no stage named "
                                                 f"{aux.after!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
                 continue

@@ -7,12 +7,11 @@ complaints a union gives are folded into one message that says what was expected
 
 from __future__ import annotations
 
-import difflib
 import re
 
 from pydantic import ValidationError
 
-from ..errors import Diagnostic, Location, error
+from ..errors import Diagnostic, Location, close_matches, error
 from . import model as m
 from .yaml_io import LocDict, LocList, type_name
 
@@ -139,7 +138,7 @@ def _group_message(errs: list, rest: list) -> str:
     if "extra_forbidden" in kinds:
         extra = next(e for e in errs if e["type"] == "extra_forbidden")
         key = str(extra["loc"][-1]) if extra["loc"] else "?"
-        close = difflib.get_close_matches(key, sorted(field_names()), n=1)
+        close = close_matches(key, sorted(field_names()), n=1)
         return f"unknown field {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
     if "missing" in kinds:
         field = rest[-1] if rest else str(first["loc"][-1])
@@ -181,7 +180,7 @@ def _group_message(errs: list, rest: list) -> str:
             msg += " (numbers are written without quotes)"
         elif "literal_error" in kinds and isinstance(inp, str):
             options = [o.strip("'") for o in expected.replace(" or ", ", ").split(", ")]
-            close = difflib.get_close_matches(inp, options, n=1)
+            close = close_matches(inp, options, n=1)
             if close:
                 msg += f"; did you mean {close[0]!r}?"
         return msg

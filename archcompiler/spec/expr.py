@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import close_matches
+
 MAX_EXPR_CHARS = 200
 MAX_MAGNITUDE = 10**12  # any intermediate value beyond this is refused
 
@@ -121,11 +123,9 @@ class Expr:
 
 def unknown_name_message(name: str, env) -> str:
     """`unknown parameter 'pool_outs'; did you mean 'pool_out'? (in scope: ...)`"""
-    import difflib
-
     names = sorted(k for k in env if isinstance(k, str) and not k.startswith("_"))
     msg = f"unknown parameter {name!r}"
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    close = close_matches(name, names, n=1, cutoff=0.6)
     if close:
         msg += f"; did you mean {close[0]!r}?"
     if names:

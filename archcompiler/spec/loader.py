@@ -19,7 +19,7 @@ from typing import Optional
 
 from pydantic import ValidationError
 
-from ..errors import Diagnostic, Location, SpecError, error
+from ..errors import Diagnostic, Location, SpecError, close_matches, error
 from . import model as m
 from .diagnostics import describe, validation_diagnostics
 from .merge import Spec, merge, parse_shape  # noqa: F401 - Spec and parse_shape are re-exported
@@ -53,15 +53,13 @@ def find_root(spec_path: Path) -> Path:
 def _no_such_file(ref: str, real: Path, from_file: Path, label: str, shown: str) -> str:
     """'no such file' with the nearest name in the directory the reference points into
     (never the referencing file itself)."""
-    import difflib
-
     parent, name = os.path.split(ref)
     try:
         entries = sorted(e for e in os.listdir(real.parent)
                          if not os.path.samefile(real.parent / e, from_file))
     except OSError:
         entries = []
-    close = difflib.get_close_matches(name, entries, n=1, cutoff=0.8)
+    close = close_matches(name, entries, n=1, cutoff=0.8)
     hint = f"; did you mean {os.path.join(parent, close[0])!r}?" if close else ""
     return f"{label}: {shown!r}: no such file{hint}"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..errors import Diagnostic, Location, error
+from ..errors import Diagnostic, Location, close_matches, error
 from . import model as m
 from .variants import apply_stage_edits, first_stage_using, param_closure, same_value
 
@@ -96,7 +95,7 @@ def merge(loader, sf: m.SpecFile, display: str, blocks: dict, base: Optional[Spe
         param_locs[k] = p_locs.get(k) or sf.key_loc("params")
     for k, v in sf.set.items():
         if k not in params and k != "classes":
-            close = difflib.get_close_matches(k, list(params), n=1)
+            close = close_matches(k, list(params), n=1)
             diags.append(error(s_locs.get(k) or sf.key_loc("set"),
                                f"set.{k}: {k!r} is not a parameter of the base spec"
                                + (f"; did you mean {close[0]!r}?" if close else "")

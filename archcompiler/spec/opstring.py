@@ -8,8 +8,8 @@ the entry and gives every mistake a precise message.
 
 from __future__ import annotations
 
-import difflib
 
+from ..errors import close_matches
 from ..ops import SPEC_OP_NAMES, SPEC_OPS
 from ..ops.sugar import OpStringError
 
@@ -26,7 +26,7 @@ def _short(text: str, limit: int = 40) -> str:
 
 
 def unknown_op_message(name: str) -> str:
-    close = difflib.get_close_matches(name[:40], OP_NAMES, n=1)
+    close = close_matches(name[:40], OP_NAMES, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown op {_short(name)!r}{hint} (valid ops: {', '.join(OP_NAMES)})"
 

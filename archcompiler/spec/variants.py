@@ -10,11 +10,10 @@ a number the variant changed on purpose would only confuse.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..errors import Location, error
+from ..errors import Location, close_matches, error
 from . import model as m
 from .expr import Expr
 from .yaml_values import merged_locdict
@@ -112,7 +111,7 @@ def apply_stage_edits(network: list, edits: dict, here: Location, diags: list) -
 
     def unknown(key, name, loc, hint=""):
         names = [st.stage_name for st, _ in rows]
-        close = difflib.get_close_matches(name, names, n=1)
+        close = close_matches(name, names, n=1)
         listed = "the base's stages" if hint else "its stages"
         diags.append(error(loc, f"stages.{key}: the base has no stage named {name!r}"
                                 + (f" (did you mean {close[0]!r}?)" if close else "")
