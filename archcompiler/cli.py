@@ -409,9 +409,20 @@ def _without_pydantic_plugins() -> None:
     import types
 
     os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
-    loader = types.ModuleType("pydantic.plugin._loader", "archc: no pydantic plugins")
+    name = "pydantic.plugin._loader"
+    loader = types.ModuleType(name, "archc: no pydantic plugins")
     loader.get_plugins = lambda: ()  # what pydantic's own loader returns when disabled
-    sys.modules[loader.__name__] = loader
+
+    def real(attr):  # anything else a later pydantic asks of it: the real loader, after all
+        if attr.startswith("__"):  # what the import system probes (__path__, ...): absent
+            raise AttributeError(attr)
+        sys.modules.pop(name, None)
+        import importlib
+
+        return getattr(importlib.import_module(name), attr)
+
+    loader.__getattr__ = real
+    sys.modules[name] = loader
 
 
 def _leave_now(code: int, run_exit_handlers: bool = False) -> None:

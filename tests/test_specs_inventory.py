@@ -419,6 +419,27 @@ def test_core_does_not_import_torch_or_onnx():
     assert r.stdout.strip().endswith("CLEAN")
 
 
+def test_validate_imports_only_what_it_uses():
+    """`archc validate` (the CI gate, issue 11's 0.3 s) leaves out what it never uses:
+    numpy (the size search is plain Python), importlib.metadata (pydantic's plugin
+    search, off in the CLI process), json (only --json), difflib (only for a did-you-
+    mean) and shutil (argparse's terminal width); and it still validates every file."""
+    code = (
+        "import sys, glob, io, contextlib\n"
+        "sys.argv = ['archc', 'validate', *sorted(glob.glob('specs/*.yaml') + glob.glob('specs/variants/*.yaml'))]\n"
+        "import archcompiler.cli as cli\n"
+        "cli._without_pydantic_plugins()\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out): rc = cli.main(sys.argv[1:])\n"
+        "heavy = ('numpy', 'importlib.metadata', 'json', 'difflib', 'shutil', 'networkx')\n"
+        "print(rc, out.getvalue().count(' ok   input '), sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[-2] == "0 20 []"
+
+
 # --- timm / torchvision: the reference implementations count the same ----------------------
 
 def _torch_params(model) -> int:
