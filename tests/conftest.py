@@ -32,6 +32,7 @@ QUICK = {
                                    "test_diff_exit_codes_*"],
     "test_graph.py": ["test_cli_formats_from_the_extension", "test_inception_v4_dot_*"],
     "test_variants.py": ["*"],
+    "test_sizes.py": ["*"],                     # the size search's run-length vectors
 }
 
 
