@@ -15,39 +15,16 @@ import os
 import sys
 from typing import Optional
 
+from .cli_process import HelpFormatter, leave_now, without_pydantic_plugins
 from .errors import Diagnostic, MissingExtraError, SpecError, UsageError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT / SIGTERM, as shells report them
 
 
-def _columns() -> int:
-    """The terminal's width, as shutil.get_terminal_size() finds it (COLUMNS, then the
-    terminal, else 80)."""
-    try:
-        columns = int(os.environ.get("COLUMNS", 0))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's formatter without its `import shutil` (and bz2, lzma, zlib: ~3 ms of
-    every run, as argparse makes a formatter per argument even when no help is shown)."""
-
-    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
-        super().__init__(prog, indent_increment, max_help_position,
-                         _columns() - 2 if width is None else width)
-
-
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", _Formatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message):  # argparse's own errors are usage errors: exit 2, no traceback
@@ -398,72 +375,25 @@ def main(argv: Optional[list[str]] = None) -> int:
 _WRITE_FAILED: list = []
 
 
-def _without_pydantic_plugins() -> None:
-    """archc's models use no pydantic plugin. Looking for plugins, when the first validator
-    is built, imports importlib.metadata and scans every installed distribution: ~18 ms
-    of a 0.3 s `archc validate`. Unless the user set PYDANTIC_DISABLE_PLUGINS, this
-    process disables them (pydantic's documented switch) and gives pydantic a loader that
-    has none to find, so that importlib.metadata is never imported."""
-    if "PYDANTIC_DISABLE_PLUGINS" in os.environ or "pydantic.plugin._loader" in sys.modules:
-        return
-    import types
-
-    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
-    name = "pydantic.plugin._loader"
-    loader = types.ModuleType(name, "archc: no pydantic plugins")
-    loader.get_plugins = lambda: ()  # what pydantic's own loader returns when disabled
-
-    def real(attr):  # anything else a later pydantic asks of it: the real loader, after all
-        if attr.startswith("__"):  # what the import system probes (__path__, ...): absent
-            raise AttributeError(attr)
-        sys.modules.pop(name, None)
-        import importlib
-
-        return getattr(importlib.import_module(name), attr)
-
-    loader.__getattr__ = real
-    sys.modules[name] = loader
-
-
-def _leave_now(code: int, run_exit_handlers: bool = False) -> None:
-    import signal
-
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
-    except ValueError:  # not the main thread (entry() called by an embedding program)
-        pass
-    if run_exit_handlers:
-        import atexit
-
-        atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs (temp dirs, logging)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 def entry() -> None:
     # A short-lived process whose objects (spec models, IR nodes) mostly live until it
     # exits: the cycle collector's passes over them cost ~15% of validating every shipped
     # spec (~110k objects) and free little. Collect only every 500k new objects (as mypy
     # does, with 200k): memory stays bounded, a large run pays the same per object.
     gc.set_threshold(500_000, 50, 100)
-    _without_pydantic_plugins()
+    without_pydantic_plugins()
     code = main()
     if _WRITE_FAILED:
         # A writer that failed (a full disk) may still be referenced, and torch's zip writer
         # aborts the process when destroyed at exit: leave without running destructors.
-        _leave_now(code)
+        leave_now(code)
     # Every output is complete (or removed) by now: leave at once. Exit handlers and
     # flushes run; the interpreter's teardown (a collector pass over every spec model and
     # IR node, freeing them one by one) does not, for memory the OS reclaims anyway. And
     # leave deaf to a second signal: a Ctrl-C that passed through code run by exec() of a
     # string (a dataclass being made, say) leaves CPython's "unhandled KeyboardInterrupt"
     # flag set, and `python -m` would then kill itself with SIGINT instead of exiting 130.
-    _leave_now(code, run_exit_handlers=True)
+    leave_now(code, run_exit_handlers=True)
 
 
 if __name__ == "__main__":

@@ -59,11 +59,12 @@ def _aux_enabled(spec: Spec):
 def prune(graph: Graph, outputs: tuple, aux_outputs: tuple = ()) -> Graph:
     """Only what `outputs` need: nodes, stages and aux records."""
     need = needed_nodes(graph, outputs)
-    if (len(need) == len(graph.nodes) and tuple(outputs) == graph.outputs
+    nodes = tuple(n for n in graph.nodes if n.name in need)
+    if (len(nodes) == len(graph.nodes) and tuple(outputs) == graph.outputs
             and tuple(aux_outputs) == graph.aux_outputs):
         return graph  # all of it (no aux head to drop): the same, already checked graph
     aux_names = {st.name for st in graph.stages if st.kind == "aux" and st.output in aux_outputs}
-    return replace(graph, nodes=tuple(n for n in graph.nodes if n.name in need),
+    return replace(graph, nodes=nodes,
                    outputs=tuple(outputs), aux_outputs=tuple(aux_outputs),
                    stages=tuple(s for s in graph.stages
                                 if s.output in need and (s.kind != "aux" or s.name in aux_names)),
