@@ -79,7 +79,7 @@ class Sizes:
         return self.vals[bisect_right(self.starts, i) - 1]
 
     def lengths(self) -> list:
-        return [e - s for s, e in zip(self.starts, self.starts[1:] + [self.n])]
+        return _lengths(self.starts, self.n)
 
     def same(self, other: "Sizes") -> bool:
         return self is other or (self.vals == other.vals and self.starts == other.starts)
@@ -93,11 +93,17 @@ class Sizes:
         return got
 
     def mask(self, key, fn) -> int:
-        """mask_of(fn(values)) for an elementwise fn, memoised under `key`."""
+        """The mask of fn(values) (byte n = 1 where true) for an elementwise fn, memoised
+        under `key`."""
         got = self.memo.get(key)
         if got is None:
             got = self.memo[key] = _runs_mask(fn(self.vals), self)
         return got
+
+
+def _lengths(starts: list, n: int) -> list:
+    """How many input lengths each run covers."""
+    return [e - s for s, e in zip(starts, starts[1:] + [n])]
 
 
 def _runs_mask(flags, v: "Sizes | list") -> int:
@@ -107,11 +113,6 @@ def _runs_mask(flags, v: "Sizes | list") -> int:
     lengths = v.lengths() if isinstance(v, Sizes) else v
     return int.from_bytes(b"".join((_ONE if f else _ZERO) * k for f, k in zip(flags, lengths)),
                           "little")
-
-
-def mask_of(flags) -> int:
-    """A mask from one truth value per length (byte n = 1 for True)."""
-    return int.from_bytes(bytes(flags), "little")
 
 
 def mask_indices(mask: int, n: int) -> list[int]:
@@ -196,8 +197,8 @@ def equal(a: Sizes, b: Sizes) -> int:
     got = a.memo.get(("eq", id(b)))
     if got is None:  # b stays referenced beside its mask, so that its id is not reused
         starts, av, bv = _segments(a, b)
-        lengths = [e - s for s, e in zip(starts, starts[1:] + [a.n])]
-        got = a.memo[("eq", id(b))] = (b, _runs_mask([x == y for x, y in zip(av, bv)], lengths))
+        got = a.memo[("eq", id(b))] = (b, _runs_mask([x == y for x, y in zip(av, bv)],
+                                                      _lengths(starts, a.n)))
     return got[1]
 
 
@@ -211,8 +212,8 @@ def broadcast(a: Sizes, b: Sizes) -> tuple[int, Sizes]:
             got = (b, ALL, a)
         else:
             starts, av, bv = _segments(a, b)
-            lengths = [e - s for s, e in zip(starts, starts[1:] + [a.n])]
-            got = (b, _runs_mask([x == y or x == 1 or y == 1 for x, y in zip(av, bv)], lengths),
+            got = (b, _runs_mask([x == y or x == 1 or y == 1 for x, y in zip(av, bv)],
+                                 _lengths(starts, a.n)),
                    Sizes.runs(a.n, starts, [x if x > y else y for x, y in zip(av, bv)]))
         a.memo[("bc", id(b))] = got  # b stays referenced, so that its id is not reused
     return got[1], got[2]
